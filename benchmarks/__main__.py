@@ -41,10 +41,13 @@ def write_section(suite: str, tables: list[Table]) -> None:
 def main(argv: list[str] | None = None) -> int:
     suites = available_suites()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("suites", nargs="*", choices=[[], *suites], help="default: all")
+    parser.add_argument("suites", nargs="*", help=f"any of {', '.join(suites)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.suites) - set(suites))
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites)}")
     for suite in args.suites or suites:
         module = importlib.import_module(f"benchmarks.suite_{suite}")
         tables: list[Table] = module.run(quick=args.quick)
