@@ -61,7 +61,7 @@ def _cell(value: object) -> str:
 
 
 def median_per_call(fn: Callable[[], object], *, number: int, repeat: int = 5) -> float:
-    """Median over ``repeat`` runs of the seconds one call of ``fn`` takes (``number`` calls a run)."""
+    """Median seconds per call of ``fn`` over ``repeat`` runs of ``number`` calls."""
     fn()  # warm up caches, lazy imports, first-call initialisation
     samples = []
     for _ in range(repeat):
@@ -73,9 +73,7 @@ def median_per_call(fn: Callable[[], object], *, number: int, repeat: int = 5) -
     return statistics.median(samples)
 
 
-def amedian_per_call(
-    fn: Callable[[], Awaitable[object]], *, number: int, repeat: int = 5
-) -> float:
+def amedian_per_call(fn: Callable[[], Awaitable[object]], *, number: int, repeat: int = 5) -> float:
     """:func:`median_per_call` for a coroutine function, all runs in one event loop."""
 
     async def runs() -> float:

@@ -1,0 +1,148 @@
+"""A real OTLP/HTTP trace receiver on loopback that decodes protobuf requests."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as it arrived on the wire, with ids as lowercase hex."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    status_code: int
+    status_message: str
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    items: list[KeyValue] = list(pairs)
+    return {kv.key: _value(kv.value) for kv in items}
+
+
+def decode(body: bytes) -> list[ReceivedSpan]:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    ReceivedSpan(
+                        name=span.name,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        kind=int(span.kind),
+                        attributes=_attributes(span.attributes),
+                        resource=resource,
+                        status_code=int(span.status.code),
+                        status_message=span.status.message,
+                        events=[(e.name, _attributes(e.attributes)) for e in span.events],
+                    )
+                )
+    return spans
+
+
+class OTLPReceiver:
+    """Accepts ``POST /v1/traces`` (protobuf, optionally gzip/deflate) and keeps the spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.requests: list[dict[str, str]] = []  # headers of each export request
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                if self.path != "/v1/traces":
+                    self.send_error(404, f"no OTLP signal at {self.path}")
+                    return
+                try:
+                    spans = decode(body)
+                except Exception as exc:  # a malformed export is the exporter's bug: say so
+                    self.send_error(400, f"undecodable ExportTraceServiceRequest: {exc}")
+                    return
+                with receiver._cond:
+                    receiver.requests.append(dict(self.headers))
+                    receiver.spans.extend(spans)
+                    receiver._cond.notify_all()
+                payload = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def traces_url(self) -> str:
+        return f"{self.endpoint}/v1/traces"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
+        """Block until at least ``count`` spans arrived; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.spans) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    names = [s.name for s in self.spans]
+                    raise AssertionError(f"expected {count} spans in {timeout}s, got {names}")
+                self._cond.wait(remaining)
+            return list(self.spans)
