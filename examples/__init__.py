@@ -1,0 +1,1 @@
+"""Reference ffmpeg transcoding master and worker built on ffrtmp_infra."""
