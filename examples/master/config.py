@@ -79,8 +79,9 @@ class MasterConfig:
             raise ConfigError(
                 f"placement must be one of spread, binpack, balanced, got {self.placement!r}"
             )
-        if self.rate_limit < 0 or self.worker_rate_limit < 0:
-            raise ConfigError("rate limits must be >= 0 (0 turns the limiter off)")
+        if not self.rate_limit >= 0:
+            raise ConfigError(f"rate_limit must be >= 0 (0 turns it off), got {self.rate_limit!r}")
+        _positive("worker_rate_limit", self.worker_rate_limit)
         for name in ("rate_burst", "worker_rate_burst", "auth_failure_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -295,7 +295,8 @@ class Store:
         limit: int = 50,
     ) -> list[JobRecord]:
         """A page of jobs, newest first; ``before_seq`` continues after a previous page."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status=?")
             params.append(status)
