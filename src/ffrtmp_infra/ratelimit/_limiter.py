@@ -145,7 +145,7 @@ class Limiter:
 
         Never raises for storage failures: the failure policy decides instead.
         """
-        if self._remote is None:
+        if self._remote is None or cost > self.burst:
             return self._local_hit(key, cost)
         if self._down_until and time.monotonic() < self._down_until:
             return self._degraded(key, cost)
@@ -157,7 +157,7 @@ class Limiter:
 
     async def ahit(self, key: str, cost: int = 1) -> Decision:
         """:meth:`hit` for async code: a Redis call awaits, never blocking the loop."""
-        if self._remote is None:
+        if self._remote is None or cost > self.burst:
             return self._local_hit(key, cost)
         if self._down_until and time.monotonic() < self._down_until:
             return self._degraded(key, cost)
@@ -291,11 +291,9 @@ class Limiter:
     def _from_reply(self, reply: list[int]) -> Decision:
         if self._down_until:
             self._recovered()
-        allowed = bool(reply[0])
-        retry = reply[2] / 1e6
-        if not allowed and retry > self.tolerance:
-            retry = math.inf  # the cost exceeds the burst: never admissible
-        return Decision(allowed, self.burst, int(reply[1]), retry, reply[3] / 1e6, self.name)
+        return Decision(
+            bool(reply[0]), self.burst, int(reply[1]), reply[2] / 1e6, reply[3] / 1e6, self.name
+        )
 
     # ------------------------------------------------------------ failure policy
     def _failed(self, key: str, cost: int, exc: BaseException) -> Decision:
