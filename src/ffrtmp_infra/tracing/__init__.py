@@ -1,3 +1,23 @@
-"""ffrtmp_infra.tracing (public API lands with its issue)."""
+"""One-call OpenTelemetry tracing: setup, ASGI/WSGI middleware, propagation, span helpers.
 
-__all__: list[str] = []
+```python
+from ffrtmp_infra.tracing import TracingConfig, TracingMiddleware, init_tracer
+
+handle = init_tracer(TracingConfig(service_name="ffrtmp-master", sample_ratio=0.1))
+app.add_middleware(TracingMiddleware)
+...
+handle.shutdown()
+```
+"""
+
+from ffrtmp_infra.tracing._config import TracingConfig
+from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
+from ffrtmp_infra.tracing._setup import TracingHandle, init_tracer
+
+__all__ = [
+    "ConfigurationError",
+    "MissingDependencyError",
+    "TracingConfig",
+    "TracingHandle",
+    "init_tracer",
+]
