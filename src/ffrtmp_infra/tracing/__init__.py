@@ -10,14 +10,18 @@ handle.shutdown()
 ```
 """
 
+from ffrtmp_infra.tracing._asgi import TracingMiddleware
 from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
+from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS
 from ffrtmp_infra.tracing._setup import TracingHandle, init_tracer
 
 __all__ = [
+    "DEFAULT_EXCLUDED_URLS",
     "ConfigurationError",
     "MissingDependencyError",
     "TracingConfig",
     "TracingHandle",
+    "TracingMiddleware",
     "init_tracer",
 ]
