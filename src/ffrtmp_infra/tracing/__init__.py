@@ -15,6 +15,7 @@ from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
 from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS
 from ffrtmp_infra.tracing._setup import TracingHandle, init_tracer
+from ffrtmp_infra.tracing._wsgi import WSGITracingMiddleware
 
 __all__ = [
     "DEFAULT_EXCLUDED_URLS",
@@ -23,5 +24,6 @@ __all__ = [
     "TracingConfig",
     "TracingHandle",
     "TracingMiddleware",
+    "WSGITracingMiddleware",
     "init_tracer",
 ]
