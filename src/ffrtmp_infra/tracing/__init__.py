@@ -13,6 +13,14 @@ handle.shutdown()
 from ffrtmp_infra.tracing._asgi import TracingMiddleware
 from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
+from ffrtmp_infra.tracing._propagation import (
+    async_httpx_request_hook,
+    context_from_env,
+    extract_headers,
+    httpx_request_hook,
+    inject_headers,
+    subprocess_env,
+)
 from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS
 from ffrtmp_infra.tracing._setup import TracingHandle, init_tracer
 from ffrtmp_infra.tracing._wsgi import WSGITracingMiddleware
@@ -25,5 +33,11 @@ __all__ = [
     "TracingHandle",
     "TracingMiddleware",
     "WSGITracingMiddleware",
+    "async_httpx_request_hook",
+    "context_from_env",
+    "extract_headers",
+    "httpx_request_hook",
     "init_tracer",
+    "inject_headers",
+    "subprocess_env",
 ]
