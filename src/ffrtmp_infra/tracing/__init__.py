@@ -1,3 +1,43 @@
-"""ffrtmp_infra.tracing (public API lands with its issue)."""
+"""One-call OpenTelemetry tracing: setup, ASGI/WSGI middleware, propagation, span helpers.
 
-__all__: list[str] = []
+```python
+from ffrtmp_infra.tracing import TracingConfig, TracingMiddleware, init_tracer
+
+handle = init_tracer(TracingConfig(service_name="ffrtmp-master", sample_ratio=0.1))
+app.add_middleware(TracingMiddleware)
+...
+handle.shutdown()
+```
+"""
+
+from ffrtmp_infra.tracing._asgi import TracingMiddleware
+from ffrtmp_infra.tracing._config import TracingConfig
+from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
+from ffrtmp_infra.tracing._propagation import (
+    async_httpx_request_hook,
+    context_from_env,
+    extract_headers,
+    httpx_request_hook,
+    inject_headers,
+    subprocess_env,
+)
+from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS
+from ffrtmp_infra.tracing._setup import TracingHandle, init_tracer
+from ffrtmp_infra.tracing._wsgi import WSGITracingMiddleware
+
+__all__ = [
+    "DEFAULT_EXCLUDED_URLS",
+    "ConfigurationError",
+    "MissingDependencyError",
+    "TracingConfig",
+    "TracingHandle",
+    "TracingMiddleware",
+    "WSGITracingMiddleware",
+    "async_httpx_request_hook",
+    "context_from_env",
+    "extract_headers",
+    "httpx_request_hook",
+    "init_tracer",
+    "inject_headers",
+    "subprocess_env",
+]
