@@ -218,3 +218,36 @@ def test_async_path_fails_open_and_recovers(private_redis: RedisServer) -> None:
         return flags
 
     assert asyncio.run(scenario()) == [False, True, False]
+
+
+def _script_calls(server: Any) -> int:
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def test_limits_on_one_redis_are_decided_in_one_round_trip(
+    redis_url: str, redis_server: Any
+) -> None:
+    overall = Limiter(0.001, 5, storage=redis_url, name="overall")
+    per_route = Limiter(0.001, 1, storage=redis_url, name="route")
+    app = starlette_app()
+    app.add_middleware(
+        RateLimitMiddleware, limiter=overall, rules=[Rule(per_route, path="/api/items")]
+    )
+
+    async def run() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.get("/api/items")  # loads the script
+            before = _script_calls(redis_server)
+            codes = [(await client.get("/api/items")).status_code for _ in range(2)]
+            assert _script_calls(redis_server) - before == 2
+            return codes
+
+    assert asyncio.run(run()) == [429, 429]
+    # Rejected by "route" inside the script: "overall" was never charged for them.
+    assert overall.hit("127.0.0.1").remaining == 3

@@ -17,7 +17,7 @@ from typing import Any
 
 from ffrtmp_infra.ratelimit._errors import ConfigurationError
 
-__all__ = ["RedisGCRA", "redis_schemes"]
+__all__ = ["RedisGCRA", "redis_schemes", "shared_backend"]
 
 _SCRIPT = resources.files(__package__).joinpath("gcra.lua").read_text()
 _REFUND = resources.files(__package__).joinpath("refund.lua").read_text()
@@ -137,6 +137,21 @@ class RedisGCRA:
     async def adelete(self, key: str) -> None:
         connection, _, _ = self._async_parts()
         await connection.delete(key)
+
+
+_backends: dict[tuple[str, str], RedisGCRA] = {}
+
+
+def shared_backend(uri: str, options: dict[str, Any] | None) -> RedisGCRA:
+    """One backend (and connection pool) per URI and options, shared by limiters.
+
+    Limiters on the same backend can be decided together in one script call.
+    """
+    ident = (uri.removeprefix("async+"), repr(sorted((options or {}).items())))
+    backend = _backends.get(ident)
+    if backend is None:
+        backend = _backends[ident] = RedisGCRA(uri, options)
+    return backend
 
 
 def _safe_uri(uri: str) -> str:
