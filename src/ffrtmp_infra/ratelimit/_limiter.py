@@ -249,6 +249,39 @@ class Limiter:
             self.name,
         )
 
+    def _admit(self, key: str, legacy: bool) -> int:
+        """The middleware's hot path: one unit, in memory, no Decision object.
+
+        Returns -1 when rejected (nothing changed; call :meth:`hit` for the details),
+        else ``remaining << 24 | reset`` where reset is the header's whole seconds:
+        until the next unit (draft-10 ``t``) or until full (``legacy``).
+        """
+        now = self.clock()
+        interval = self.interval
+        tolerance = self.tolerance
+        with self._lock:
+            tats = self._tats
+            tat = tats.get(key, now)
+            if tat < now:
+                tat = now
+            new_tat = tat + interval
+            if new_tat - tolerance - now > _EPS:
+                return -1
+            if len(tats) >= self._sweep_at and key not in tats:
+                self._sweep(now)
+            tats[key] = new_tat
+        ahead = new_tat - now
+        remaining = int((tolerance - ahead) / interval + _EPS)
+        if legacy:
+            reset = math.ceil(ahead - _EPS)
+        elif interval <= 1.0:
+            # After a hit the bucket is not full, and the next unit is at most one
+            # interval (<= 1 s) away: t is 1 without any arithmetic.
+            return remaining << 24 | 1
+        else:
+            reset = math.ceil(ahead - tolerance + (remaining + 1) * interval - _EPS)
+        return remaining << 24 | min(max(reset, 0), 0xFFFFFF)
+
     def _local_refund(self, key: str, cost: int) -> None:
         with self._lock:
             tat = self._tats.get(key)
