@@ -107,6 +107,7 @@ def _candidates() -> dict[str, Any]:
 
     apps: dict[str, Any] = {}
     apps["Starlette bare"] = _starlette()
+    apps["Starlette bare (second copy: noise)"] = _starlette()
 
     def ours(limiter: Any, headers: Any = "draft10") -> Any:
         return RateLimitMiddleware(_starlette(), limiter=limiter, headers=headers)
@@ -176,8 +177,10 @@ def middleware_table(quick: bool) -> Table:
     )
     for name, seconds in medians.items():
         added = seconds - bare
-        ratio = "—" if name == "Starlette bare" else f"{added / ours:.1f}x"
-        table.add(name, seconds * 1e6, "—" if name == "Starlette bare" else added * 1e6, ratio)
+        if name == "Starlette bare":
+            table.add(name, seconds * 1e6, "—", "—")
+        else:
+            table.add(name, seconds * 1e6, added * 1e6, f"{added / ours:.1f}x")
     table.notes += [
         f"medians of {repeat} interleaved runs of {number} requests each; every response "
         "was checked to be a 200",
@@ -296,48 +299,73 @@ def _redis_rows(server: Any, quick: bool) -> Table:
     limiter = Limiter(HUGE, 100, storage=server.url)
     remote = limiter._remote
     client = remote._storage.get_connection()
-    samples: dict[str, list[float]] = {"PING": [], "hit": []}
+    samples: dict[str, list[float]] = {"PING": [], "GET": [], "hit": []}
     limiter.hit("k")
     client.ping()
+    calls = (
+        ("PING", client.ping),
+        ("GET", lambda: client.get("ffrtmp-rl:probe")),
+        ("hit", lambda: limiter.hit("203.0.113.7")),
+    )
     for _ in range(repeat):
-        for name, fn in (("PING", client.ping), ("hit", lambda: limiter.hit("203.0.113.7"))):
+        for name, fn in calls:
             start = time.perf_counter()
             for _ in range(number):
                 fn()
             samples[name].append((time.perf_counter() - start) / number)
     ping = statistics.median(samples["PING"])
+    get = statistics.median(samples["GET"])
     hit = statistics.median(samples["hit"])
 
-    async def async_pair() -> tuple[float, float]:
+    async def async_trio() -> tuple[float, float, float]:
         await limiter.ahit("k")
         connection, _, _ = remote._async_parts()
         await connection.ping()
-        out: dict[str, list[float]] = {"PING": [], "hit": []}
+        out: dict[str, list[float]] = {"PING": [], "GET": [], "hit": []}
         for _ in range(repeat):
-            for name in ("PING", "hit"):
+            for name in ("PING", "GET", "hit"):
                 start = time.perf_counter()
                 for _ in range(number):
                     if name == "PING":
                         await connection.ping()
+                    elif name == "GET":
+                        await connection.get("ffrtmp-rl:probe")
                     else:
                         await limiter.ahit("203.0.113.7")
                 out[name].append((time.perf_counter() - start) / number)
-        return statistics.median(out["PING"]), statistics.median(out["hit"])
+        return tuple(statistics.median(out[n]) for n in ("PING", "GET", "hit"))  # type: ignore[return-value]
 
-    aping, ahit = asyncio.run(async_pair())
+    aping, aget, ahit = asyncio.run(async_trio())
     import redis
 
     table = Table(
         f"Redis decision vs a bare PING from the same client (redis-py {redis.__version__}, "
         "loopback)",
-        ["client", "PING µs", "decision µs", "decision / PING"],
+        ["client", "PING µs", "GET µs", "decision µs", "GET / PING", "decision / PING"],
     )
-    table.add("sync redis-py", ping * 1e6, hit * 1e6, f"{hit / ping:.2f}x")
-    table.add("async redis-py", aping * 1e6, ahit * 1e6, f"{ahit / aping:.2f}x")
+    table.add(
+        "sync redis-py",
+        ping * 1e6,
+        get * 1e6,
+        hit * 1e6,
+        f"{get / ping:.2f}x",
+        f"{hit / ping:.2f}x",
+    )
+    table.add(
+        "async redis-py",
+        aping * 1e6,
+        aget * 1e6,
+        ahit * 1e6,
+        f"{aget / aping:.2f}x",
+        f"{ahit / aping:.2f}x",
+    )
     table.notes += [
         "one decision = one EVALSHA of the GCRA script (TIME, GET, SET PX) returning "
         "everything the headers need: one round trip",
         "target: a decision costs at most 1.3x a bare PING from the same client library",
+        "a script that writes costs Redis 7.0 about 13 µs of server time here (INFO "
+        "commandstats) against 0.3 µs for PING and 0.5 µs for GET; a plain GET is shown "
+        "for scale",
         f"medians of {repeat} interleaved runs of {number} sequential calls",
     ]
     return table

@@ -111,7 +111,10 @@ class Limiter:
         self.log_interval = float(log_interval)
         self.max_keys = max_keys
         self.clock: Callable[[], float] = clock or time.monotonic
-        self._tats: dict[str, float] = {}
+        # Keys are held as their 64-bit str hash (SipHash, randomised per process):
+        # an int costs the same whatever the key's length, so memory per key stays
+        # under 100 B for long keys (hashed API keys, IPv6 prefixes) too.
+        self._tats: dict[int, float] = {}
         self._lock = threading.Lock()
         self._sweep_at = min(_MIN_SWEEP, max_keys)
         self._key_prefix = f"{key_prefix}:{self.name}:"
@@ -194,7 +197,7 @@ class Limiter:
             StorageUnavailableError: the shared storage could not be reached.
         """
         with self._lock:
-            self._tats.pop(key, None)
+            self._tats.pop(hash(key), None)
         if self._remote is not None:
             try:
                 self._remote.delete(self._key_prefix + key)
@@ -204,7 +207,7 @@ class Limiter:
     async def areset(self, key: str) -> None:
         """:meth:`reset` for async code."""
         with self._lock:
-            self._tats.pop(key, None)
+            self._tats.pop(hash(key), None)
         if self._remote is not None:
             try:
                 await self._remote.adelete(self._key_prefix + key)
@@ -215,6 +218,10 @@ class Limiter:
         """Keys currently held in this process's memory."""
         return len(self._tats)
 
+    def holds(self, key: str) -> bool:
+        """True when this process's memory holds state for ``key`` (a bucket not yet full)."""
+        return hash(key) in self._tats
+
     # ------------------------------------------------------------ memory
     def _local_hit(self, key: str, cost: int) -> Decision:
         if cost > self.burst or cost < 0:
@@ -222,9 +229,10 @@ class Limiter:
         now = self.clock()
         interval = self.interval
         tolerance = self.tolerance
+        slot = hash(key)
         with self._lock:
             tats = self._tats
-            tat = tats.get(key, now)
+            tat = tats.get(slot, now)
             if tat < now:
                 tat = now
             new_tat = tat + cost * interval
@@ -237,9 +245,9 @@ class Limiter:
                     tat - now,
                     self.name,
                 )
-            if len(tats) >= self._sweep_at and key not in tats:
+            if len(tats) >= self._sweep_at and slot not in tats:
                 self._sweep(now)
-            tats[key] = new_tat
+            tats[slot] = new_tat
         return Decision(
             True,
             self.burst,
@@ -259,17 +267,18 @@ class Limiter:
         now = self.clock()
         interval = self.interval
         tolerance = self.tolerance
+        slot = hash(key)
         with self._lock:
             tats = self._tats
-            tat = tats.get(key, now)
+            tat = tats.get(slot, now)
             if tat < now:
                 tat = now
             new_tat = tat + interval
             if new_tat - tolerance - now > _EPS:
                 return -1
-            if len(tats) >= self._sweep_at and key not in tats:
+            if len(tats) >= self._sweep_at and slot not in tats:
                 self._sweep(now)
-            tats[key] = new_tat
+            tats[slot] = new_tat
         ahead = new_tat - now
         remaining = int((tolerance - ahead) / interval + _EPS)
         if legacy:
@@ -283,14 +292,15 @@ class Limiter:
         return remaining << 24 | min(max(reset, 0), 0xFFFFFF)
 
     def _local_refund(self, key: str, cost: int) -> None:
+        slot = hash(key)
         with self._lock:
-            tat = self._tats.get(key)
+            tat = self._tats.get(slot)
             if tat is not None:
                 tat -= cost * self.interval
                 if tat <= self.clock():
-                    del self._tats[key]
+                    del self._tats[slot]
                 else:
-                    self._tats[key] = tat
+                    self._tats[slot] = tat
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose bucket has refilled (lossless), then the oldest if still full.
