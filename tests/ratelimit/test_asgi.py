@@ -168,7 +168,7 @@ def test_api_key_limits_per_key_and_stores_only_a_hash() -> None:
     one = get_many(app, 2, headers={"authorization": "Bearer s3cret-one"})
     two = get_many(app, 1, headers={"x-api-key": "s3cret-two"})
     assert statuses(one + two) == [200, 429, 200]
-    one_key = api_key()(RequestInfo("GET", "/", None, {"x-api-key": "s3cret-one"}))
+    one_key = api_key()(RequestInfo("GET", "/", {"x-api-key": "s3cret-one"}))
     assert isinstance(one_key, str)
     assert "s3cret" not in one_key
     assert limiter.holds(one_key)
