@@ -8,7 +8,7 @@ from ffrtmp_infra.ratelimit import ConfigurationError, RequestInfo, api_key, cli
 
 
 def info(client: str | None = "198.51.100.1", **headers: str) -> RequestInfo:
-    return RequestInfo("GET", "/", client, {k.replace("_", "-"): v for k, v in headers.items()})
+    return RequestInfo("GET", "/", {k.replace("_", "-"): v for k, v in headers.items()}, client)
 
 
 def test_socket_peer_is_the_key_by_default() -> None:

@@ -215,3 +215,28 @@ def test_remaining_is_exactly_what_the_next_hits_can_take(
         assert limiter.hit("k", probe.remaining).allowed
     else:
         assert not limiter.hit("k", 1).allowed
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rate=st.floats(min_value=0.05, max_value=50),
+    burst=st.integers(min_value=1, max_value=10),
+    advances=st.lists(st.floats(min_value=0, max_value=3, allow_nan=False), max_size=40),
+    legacy=st.booleans(),
+)
+def test_middleware_fast_path_reports_the_same_headers_as_decisions(
+    rate: float, burst: int, advances: list[float], legacy: bool
+) -> None:
+    from ffrtmp_infra.ratelimit._headers import HeaderWriter
+
+    clock = FakeClock()
+    fast = Limiter(rate, burst, clock=clock, name="p")
+    slow = Limiter(rate, burst, clock=clock, name="p")
+    writer = HeaderWriter("legacy" if legacy else "draft10", encode=False)
+    for advance in advances:
+        clock.advance(advance)
+        code = fast._admit("k", legacy)
+        decision = slow.hit("k")
+        assert (code >= 0) == decision.allowed
+        if code >= 0:
+            assert writer.for_state(fast, code) == writer.single(slow, decision)

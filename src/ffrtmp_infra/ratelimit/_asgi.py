@@ -80,6 +80,13 @@ class RateLimitMiddleware:
             else:
                 key_fn = engine.key
                 self._fast_key = lambda scope: key_fn(RequestInfo.from_scope(scope))
+        ip_key = engine.client_ip_key
+        self._bucket = self._fast_limiter if isinstance(self._fast_limiter, Limiter) else None
+        self._plain_ip = ip_key is not None and not ip_key.trusted_proxies
+        self._ip_key: Callable[[Any], str] = ip_key.from_scope if ip_key is not None else str
+        self._legacy = headers == "legacy"
+        self._headers_off = headers is None
+        self._state_cache = self._writer._state_cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,6 +95,41 @@ class RateLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
+        bucket = self._bucket
+        if bucket is not None and _metrics._instruments is None:
+            # The hot path: one in-memory token bucket, no rules, no metrics.
+            if self._plain_ip:
+                client = scope.get("client")
+                key = client[0] if client else "unknown"
+                if ":" in key:
+                    key = self._ip_key(scope)
+            else:
+                key = self._fast_key(scope)  # type: ignore[misc]
+                if key is None:
+                    await self.app(scope, receive, send)
+                    return
+            code = bucket._admit(key, self._legacy)
+            if code >= 0:
+                if self._headers_off:
+                    await self.app(scope, receive, send)
+                    return
+                cached = self._state_cache.get(code)
+                extra: list[Any] = (
+                    cached if cached is not None else self._writer.for_state(bucket, code)
+                )
+
+                async def send_with_state(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        headers = message.get("headers")
+                        if type(headers) is list:
+                            message["headers"] = headers + extra
+                        else:
+                            message["headers"] = [*(headers or ()), *extra]
+                    await send(message)
+
+                await self.app(scope, receive, send_with_state)
+                return
+            # Rejected (nothing was consumed): the full Decision path below says why.
         limiter = self._fast_limiter
         if limiter is not None:
             key = self._fast_key(scope)  # type: ignore[misc]

@@ -11,7 +11,7 @@ from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError
 from ffrtmp_infra.ratelimit._headers import HeaderMode, HeaderWriter
 from ffrtmp_infra.ratelimit._keys import ClientIP, KeyFunction, RequestInfo, client_ip
-from ffrtmp_infra.ratelimit._limiter import Limiter
+from ffrtmp_infra.ratelimit._limiter import Limiter, ahit_together, hit_together
 from ffrtmp_infra.ratelimit._rules import Rule, is_async_callable
 from ffrtmp_infra.ratelimit._window import WindowLimiter
 
@@ -107,6 +107,10 @@ class Engine:
     def decide(self, keyed: list[tuple[Any, str, int]]) -> tuple[bool, list[Outcome]]:
         """Hit every limit all-or-nothing; returns (allowed, outcomes)."""
         outcomes: list[Outcome] = []
+        together = hit_together(keyed) if len(keyed) > 1 else None
+        if together is not None:
+            outcomes = [(*check, d) for check, d in zip(keyed, together, strict=True)]
+            return all(d.allowed for d in together), outcomes
         if len(keyed) > 1:
             for limiter, key, cost in keyed:
                 if isinstance(limiter, WindowLimiter) and not limiter.test(key, cost):
@@ -141,6 +145,10 @@ class Engine:
     async def adecide(self, keyed: list[tuple[Any, str, int]]) -> tuple[bool, list[Outcome]]:
         """:meth:`decide` with async storage calls for shared limiters."""
         outcomes: list[Outcome] = []
+        together = await ahit_together(keyed) if len(keyed) > 1 else None
+        if together is not None:
+            outcomes = [(*check, d) for check, d in zip(keyed, together, strict=True)]
+            return all(d.allowed for d in together), outcomes
         if len(keyed) > 1:
             for limiter, key, cost in keyed:
                 if isinstance(limiter, WindowLimiter) and not await limiter.atest(key, cost):

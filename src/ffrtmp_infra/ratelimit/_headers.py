@@ -50,6 +50,7 @@ class HeaderWriter:
         self.mode = mode
         self.encode = encode
         self._cache: dict[tuple[int, int, int], list[Any]] = {}
+        self._state_cache: dict[int, list[Any]] = {}  # one limiter per writer on this path
 
     def pairs(self, results: Sequence[tuple[Any, Decision]]) -> list[tuple[str, str]]:
         """Header pairs (as str) for the limits a request went through."""
@@ -83,6 +84,28 @@ class HeaderWriter:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[cache_key] = found
+        return found
+
+    def for_state(self, limiter: Any, code: int) -> list[Any]:
+        """Encoded pairs for ``Limiter._admit``'s ``remaining << 24 | reset`` (cached)."""
+        found = self._state_cache.get(code)
+        if found is None:
+            remaining, reset = code >> 24, code & 0xFFFFFF
+            if self.mode == "draft10":
+                pairs = [
+                    ("RateLimit-Policy", f'"{limiter.name}";q={limiter.burst};w={limiter.window}'),
+                    ("RateLimit", f'"{limiter.name}";r={remaining};t={reset}'),
+                ]
+            else:
+                pairs = [
+                    ("X-RateLimit-Limit", str(limiter.burst)),
+                    ("X-RateLimit-Remaining", str(remaining)),
+                    ("X-RateLimit-Reset", str(reset)),
+                ]
+            found = self.encoded(pairs)
+            if len(self._state_cache) >= _CACHE_SIZE:
+                self._state_cache.clear()
+            self._state_cache[code] = found
         return found
 
     def encoded(self, pairs: list[tuple[str, str]]) -> list[Any]:

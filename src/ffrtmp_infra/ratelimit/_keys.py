@@ -26,7 +26,8 @@ UNKNOWN_CLIENT = "unknown"
 class RequestInfo:
     """The parts of a request a key function, cost function or dynamic limit may use.
 
-    Built lazily from an ASGI scope or a WSGI environ; header names are lower-case
+    ``RequestInfo(method, path, headers, client)``; the middleware builds it from the
+    ASGI scope or WSGI environ (headers lazily). Header names are lower-case
     and values are decoded as Latin-1 (so any byte sequence decodes).
 
     Attributes:
@@ -42,8 +43,9 @@ class RequestInfo:
         self,
         method: str,
         path: str,
-        client: str | None,
         headers: Mapping[str, str] | None = None,
+        client: str | None = None,
+        *,
         raw: Any = None,
         raw_headers: Iterable[tuple[bytes, bytes]] | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class RequestInfo:
         return cls(
             scope.get("method", "WEBSOCKET"),
             scope.get("path", ""),
+            None,
             client[0] if client else None,
             raw=scope,
             raw_headers=scope.get("headers") or (),
@@ -78,8 +81,8 @@ class RequestInfo:
         return cls(
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("PATH_INFO", ""),
-            environ.get("REMOTE_ADDR") or None,
             headers,
+            environ.get("REMOTE_ADDR") or None,
             raw=environ,
         )
 

@@ -13,7 +13,7 @@ from ffrtmp_infra.ratelimit import _metrics
 from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError, StorageUnavailableError
 
-__all__ = ["Failure", "Limiter"]
+__all__ = ["Failure", "Limiter", "ahit_together", "hit_together"]
 
 logger = logging.getLogger("ffrtmp_infra.ratelimit")
 
@@ -111,7 +111,10 @@ class Limiter:
         self.log_interval = float(log_interval)
         self.max_keys = max_keys
         self.clock: Callable[[], float] = clock or time.monotonic
-        self._tats: dict[str, float] = {}
+        # Keys are held as their 64-bit str hash (SipHash, randomised per process):
+        # an int costs the same whatever the key's length, so memory per key stays
+        # under 100 B for long keys (hashed API keys, IPv6 prefixes) too.
+        self._tats: dict[int, float] = {}
         self._lock = threading.Lock()
         self._sweep_at = min(_MIN_SWEEP, max_keys)
         self._key_prefix = f"{key_prefix}:{self.name}:"
@@ -123,9 +126,9 @@ class Limiter:
         self.storage: str = "memory://"
         self._remote: Any = None
         if storage is not None and storage not in ("memory://", "async+memory://"):
-            from ffrtmp_infra.ratelimit._redis import RedisGCRA
+            from ffrtmp_infra.ratelimit._redis import shared_backend
 
-            self._remote = RedisGCRA(storage, storage_options)
+            self._remote = shared_backend(storage, storage_options)
             self.storage = storage
 
     def __repr__(self) -> str:
@@ -194,7 +197,7 @@ class Limiter:
             StorageUnavailableError: the shared storage could not be reached.
         """
         with self._lock:
-            self._tats.pop(key, None)
+            self._tats.pop(hash(key), None)
         if self._remote is not None:
             try:
                 self._remote.delete(self._key_prefix + key)
@@ -204,7 +207,7 @@ class Limiter:
     async def areset(self, key: str) -> None:
         """:meth:`reset` for async code."""
         with self._lock:
-            self._tats.pop(key, None)
+            self._tats.pop(hash(key), None)
         if self._remote is not None:
             try:
                 await self._remote.adelete(self._key_prefix + key)
@@ -215,6 +218,10 @@ class Limiter:
         """Keys currently held in this process's memory."""
         return len(self._tats)
 
+    def holds(self, key: str) -> bool:
+        """True when this process's memory holds state for ``key`` (a bucket not yet full)."""
+        return hash(key) in self._tats
+
     # ------------------------------------------------------------ memory
     def _local_hit(self, key: str, cost: int) -> Decision:
         if cost > self.burst or cost < 0:
@@ -222,9 +229,10 @@ class Limiter:
         now = self.clock()
         interval = self.interval
         tolerance = self.tolerance
+        slot = hash(key)
         with self._lock:
             tats = self._tats
-            tat = tats.get(key, now)
+            tat = tats.get(slot, now)
             if tat < now:
                 tat = now
             new_tat = tat + cost * interval
@@ -237,9 +245,9 @@ class Limiter:
                     tat - now,
                     self.name,
                 )
-            if len(tats) >= self._sweep_at and key not in tats:
+            if len(tats) >= self._sweep_at and slot not in tats:
                 self._sweep(now)
-            tats[key] = new_tat
+            tats[slot] = new_tat
         return Decision(
             True,
             self.burst,
@@ -249,15 +257,50 @@ class Limiter:
             self.name,
         )
 
-    def _local_refund(self, key: str, cost: int) -> None:
+    def _admit(self, key: str, legacy: bool) -> int:
+        """The middleware's hot path: one unit, in memory, no Decision object.
+
+        Returns -1 when rejected (nothing changed; call :meth:`hit` for the details),
+        else ``remaining << 24 | reset`` where reset is the header's whole seconds:
+        until the next unit (draft-10 ``t``) or until full (``legacy``).
+        """
+        now = self.clock()
+        interval = self.interval
+        tolerance = self.tolerance
+        slot = hash(key)
         with self._lock:
-            tat = self._tats.get(key)
+            tats = self._tats
+            tat = tats.get(slot, now)
+            if tat < now:
+                tat = now
+            new_tat = tat + interval
+            if new_tat - tolerance - now > _EPS:
+                return -1
+            if len(tats) >= self._sweep_at and slot not in tats:
+                self._sweep(now)
+            tats[slot] = new_tat
+        ahead = new_tat - now
+        remaining = int((tolerance - ahead) / interval + _EPS)
+        if legacy:
+            reset = math.ceil(ahead - _EPS)
+        elif interval <= 1.0:
+            # After a hit the bucket is not full, and the next unit is at most one
+            # interval (<= 1 s) away: t is 1 without any arithmetic.
+            return remaining << 24 | 1
+        else:
+            reset = math.ceil(ahead - tolerance + (remaining + 1) * interval - _EPS)
+        return remaining << 24 | min(max(reset, 0), 0xFFFFFF)
+
+    def _local_refund(self, key: str, cost: int) -> None:
+        slot = hash(key)
+        with self._lock:
+            tat = self._tats.get(slot)
             if tat is not None:
                 tat -= cost * self.interval
                 if tat <= self.clock():
-                    del self._tats[key]
+                    del self._tats[slot]
                 else:
-                    self._tats[key] = tat
+                    self._tats[slot] = tat
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose bucket has refilled (lossless), then the oldest if still full.
@@ -338,3 +381,72 @@ class Limiter:
         decision = self._local_hit(key, cost)
         decision.storage_error = True
         return decision
+
+
+def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[float | int]] | None:
+    """The shared backend, keys and script arguments, when ``items`` fit one script call."""
+    first = items[0][0]
+    remote = getattr(first, "_remote", None)
+    if len(items) < 2 or remote is None or remote.cluster:
+        return None
+    keys: list[str] = []
+    args: list[float | int] = []
+    for limiter, key, cost in items:
+        if (
+            not isinstance(limiter, Limiter)
+            or limiter._remote is not remote
+            or limiter._down_until
+            or not 0 <= cost <= limiter.burst
+        ):
+            return None
+        keys.append(limiter._key_prefix + key)
+        args += [cost, limiter._args[1], limiter._args[2]]
+    return remote, keys, args
+
+
+def _decisions(items: list[tuple[Any, str, int]], reply: list[int]) -> list[Decision]:
+    allowed = bool(reply[0])
+    out = []
+    for i, (limiter, _, _) in enumerate(items):
+        remaining, retry_us, reset_us = reply[1 + 3 * i : 4 + 3 * i]
+        out.append(
+            Decision(
+                allowed or retry_us <= 0,
+                limiter.burst,
+                int(remaining),
+                retry_us / 1e6,
+                reset_us / 1e6,
+                limiter.name,
+            )
+        )
+    return out
+
+
+def hit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
+    """Decide several token buckets on one Redis in one atomic script call.
+
+    Returns ``None`` when they do not share a (non-cluster) backend or the call
+    failed; the caller then decides them one by one, applying failure policies.
+    """
+    plan = _together(items)
+    if plan is None:
+        return None
+    remote, keys, args = plan
+    try:
+        reply = remote.run(keys, args)
+    except remote.errors:
+        return None
+    return _decisions(items, reply)
+
+
+async def ahit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
+    """:func:`hit_together` for async code."""
+    plan = _together(items)
+    if plan is None:
+        return None
+    remote, keys, args = plan
+    try:
+        reply = await remote.arun(keys, args)
+    except remote.errors:
+        return None
+    return _decisions(items, reply)

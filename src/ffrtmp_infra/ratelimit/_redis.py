@@ -17,7 +17,7 @@ from typing import Any
 
 from ffrtmp_infra.ratelimit._errors import ConfigurationError
 
-__all__ = ["RedisGCRA", "redis_schemes"]
+__all__ = ["RedisGCRA", "redis_schemes", "shared_backend"]
 
 _SCRIPT = resources.files(__package__).joinpath("gcra.lua").read_text()
 _REFUND = resources.files(__package__).joinpath("refund.lua").read_text()
@@ -88,15 +88,22 @@ class RedisGCRA:
         except (LimitsConfigurationError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid storage {_safe_uri(uri)!r}: {exc}") from exc
         self._storage = storage
-        connection = storage.get_connection()
-        self._script = connection.register_script(_SCRIPT)
+        self._connection = connection = storage.get_connection()
+        self._no_script: type[BaseException] = redis.exceptions.NoScriptError
+        # Script objects only for their SHA: redis-py's Script.__call__ costs ~40 us
+        # a call on top of EVALSHA itself, so the hot path sends EVALSHA directly.
+        self._sha = connection.register_script(_SCRIPT).sha
         self._refund = connection.register_script(_REFUND)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any, Any] | None = None
 
     # sync ---------------------------------------------------------------
     def run(self, keys: list[str], args: list[float | int]) -> list[int]:
-        """Run the GCRA script; returns its flat reply."""
-        return list(self._script(keys=keys, args=args))
+        """Run the GCRA script (EVALSHA, loading it on NOSCRIPT); returns its flat reply."""
+        try:
+            reply = self._connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except self._no_script:
+            reply = self._connection.execute_command("EVAL", _SCRIPT, len(keys), *keys, *args)
+        return list(reply)
 
     def refund(self, key: str, amount_us: float) -> None:
         self._refund(keys=[key], args=[amount_us])
@@ -127,8 +134,12 @@ class RedisGCRA:
         return parts[1], parts[2], parts[3]
 
     async def arun(self, keys: list[str], args: list[float | int]) -> list[int]:
-        _, script, _ = self._async_parts()
-        return list(await script(keys=keys, args=args))
+        connection, _, _ = self._async_parts()
+        try:
+            reply = await connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except self._no_script:
+            reply = await connection.execute_command("EVAL", _SCRIPT, len(keys), *keys, *args)
+        return list(reply)
 
     async def arefund(self, key: str, amount_us: float) -> None:
         _, _, refund = self._async_parts()
@@ -137,6 +148,21 @@ class RedisGCRA:
     async def adelete(self, key: str) -> None:
         connection, _, _ = self._async_parts()
         await connection.delete(key)
+
+
+_backends: dict[tuple[str, str], RedisGCRA] = {}
+
+
+def shared_backend(uri: str, options: dict[str, Any] | None) -> RedisGCRA:
+    """One backend (and connection pool) per URI and options, shared by limiters.
+
+    Limiters on the same backend can be decided together in one script call.
+    """
+    ident = (uri.removeprefix("async+"), repr(sorted((options or {}).items())))
+    backend = _backends.get(ident)
+    if backend is None:
+        backend = _backends[ident] = RedisGCRA(uri, options)
+    return backend
 
 
 def _safe_uri(uri: str) -> str:

@@ -43,14 +43,14 @@ class WSGIRateLimitMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
-        info = RequestInfo.from_environ(environ)
-        checks = engine.plan(info)
-        if checks is None:
-            return self.app(environ, start_response)
         ip_key = engine.client_ip_key
         if engine.simple and ip_key is not None:
-            keyed = [(engine.limiter, ip_key.from_environ(environ), 1)]
+            keyed: list[tuple[Any, str, int]] = [(engine.limiter, ip_key.from_environ(environ), 1)]
         else:
+            info = RequestInfo.from_environ(environ)
+            checks = engine.plan(info)
+            if checks is None:
+                return self.app(environ, start_response)
             keyed = engine.keys(info, checks)
         if not keyed:
             return self.app(environ, start_response)

@@ -1,9 +1,9 @@
 -- Token bucket (GCRA) for one or more limits, all-or-nothing, on the server's clock.
 --
 -- KEYS[i]      one key per limit (its theoretical arrival time, TAT, in microseconds)
--- ARGV[1]      cost of this hit, in units
--- ARGV[2i]     emission interval of limit i (1 / rate), in microseconds
--- ARGV[2i+1]   tolerance of limit i (burst * interval), in microseconds
+-- ARGV[3i-2]   cost of this hit on limit i, in units
+-- ARGV[3i-1]   emission interval of limit i (1 / rate), in microseconds
+-- ARGV[3i]     tolerance of limit i (burst * interval), in microseconds
 --
 -- Returns {allowed, remaining_1, retry_after_us_1, reset_after_us_1, ...}. When any
 -- limit rejects, nothing is written: a rejected hit consumes nothing anywhere.
@@ -11,13 +11,13 @@
 -- replicates scripts by effects, so reading TIME before a write is safe.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
 local n = #KEYS
 local allowed = 1
 local tats, news = {}, {}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local cost = tonumber(ARGV[3 * i - 2])
+  local interval = tonumber(ARGV[3 * i - 1])
+  local tolerance = tonumber(ARGV[3 * i])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   local new_tat = tat + cost * interval
@@ -27,8 +27,8 @@ for i = 1, n do
 end
 local out = {allowed}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[3 * i - 1])
+  local tolerance = tonumber(ARGV[3 * i])
   local tat = tats[i]
   local retry = 0
   if allowed == 1 then
