@@ -10,19 +10,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
-    describe,
-    exception_type,
     global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
 )
+from ffrtmp_infra.tracing._spans import record_error
 
 __all__ = ["TracingMiddleware"]
 
@@ -128,6 +128,9 @@ class TracingMiddleware:
                 await self._traced(scope, receive, send, span)
             else:
                 await self.app(scope, receive, send)
+        except Exception as exc:
+            remember_span(exc, span.get_span_context())
+            raise
         finally:
             otel_context.detach(token)
 
@@ -153,9 +156,8 @@ class TracingMiddleware:
         try:
             await self.app(scope, receive, traced_send)
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", exception_type(exc))
-            span.set_status(Status(StatusCode.ERROR, describe(exc)))
+            record_error(span, exc)
+            remember_span(exc, span.get_span_context())
             raise
         finally:
             scope.pop(_MARK, None)

@@ -72,7 +72,8 @@ _SENSITIVE_QUERY_KEYS = frozenset(
     {
         "key", "stream_key", "streamkey", "token", "access_token", "auth", "password",
         "passwd", "pwd", "secret", "sig", "signature", "api_key", "apikey",
-        "awsaccesskeyid", "x-goog-signature", "x-amz-signature", "x-amz-credential",
+        "passphrase", "pass", "credential", "credentials", "awsaccesskeyid",
+        "x-goog-signature", "x-amz-signature", "x-amz-credential",
     }
 )  # fmt: skip
 REDACTED = "REDACTED"

@@ -11,19 +11,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
-    describe,
-    exception_type,
     global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
 )
+from ffrtmp_infra.tracing._spans import record_error
 
 __all__ = ["WSGITracingMiddleware"]
 
@@ -148,9 +148,8 @@ class WSGITracingMiddleware:
 
 
 def _record(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_attribute("error.type", exception_type(exc))
-    span.set_status(Status(StatusCode.ERROR, describe(exc)))
+    record_error(span, exc)
+    remember_span(exc, span.get_span_context())
 
 
 class _SpanClosingBody:
