@@ -161,3 +161,13 @@ def test_helpers_cost_nothing_without_a_provider(exporter: InMemorySpanExporter)
     with job_create("j-6") as span:
         assert not span.is_recording()
     assert exporter.get_finished_spans() == ()
+
+
+def test_without_a_provider_a_given_context_still_propagates() -> None:
+    from tests.tracing.conftest import reset_globals
+
+    reset_globals()
+    carried = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    with job_execute("j-7", context=carried):
+        assert inject_headers()["traceparent"] == carried["traceparent"]
+    assert inject_headers() == {}

@@ -129,14 +129,16 @@ class Exclusions:
                     f"excluded_urls pattern {pattern!r} is not a valid regex: {exc}"
                 ) from None
         self.patterns: tuple[str, ...] = tuple(p.pattern for p in compiled)
-        self._search: Callable[[str], object] | None = (
-            re.compile("|".join(f"(?:{p})" for p in self.patterns)).search
-            if self.patterns
-            else None
-        )
+        #: ``matcher(path)`` is not None for an excluded path; None when nothing is excluded.
+        self.matcher: Callable[[str], object] | None = None
+        if self.patterns:
+            combined = re.compile("|".join(f"(?:{p})" for p in self.patterns))
+            # All anchored at the start: match() gives search()'s answer, faster.
+            anchored = all(p.startswith("^") for p in self.patterns)
+            self.matcher = combined.match if anchored else combined.search
 
     def excluded(self, path: str) -> bool:
-        return self._search is not None and self._search(path) is not None
+        return self.matcher is not None and self.matcher(path) is not None
 
     @classmethod
     def resolve(cls, explicit: str | Sequence[str] | None, env_vars: Iterable[str]) -> Exclusions:
@@ -177,6 +179,9 @@ def _attribute_blind(sampler: Sampler) -> bool:
     return isinstance(sampler, StaticSampler | TraceIdRatioBased)
 
 
+_NO_FLAGS = TraceFlags(0)
+
+
 @dataclass
 class Plan:
     """How to trace with one provider; rebuilt when the global provider changes."""
@@ -188,6 +193,7 @@ class Plan:
     attribute_blind: bool = False
     id_generator: IdGenerator | None = None
     random_flag: int = 0
+    root_flags: TraceFlags = _NO_FLAGS
 
     @classmethod
     def build(cls, provider: trace.TracerProvider | None) -> Plan:
@@ -205,6 +211,7 @@ class Plan:
         else:
             drop_roots = drop_unsampled = _always_drops(sampler)
         generator = tracer.id_generator
+        random_flag = TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0
         return cls(
             provider,
             tracer,
@@ -212,7 +219,22 @@ class Plan:
             drop_unsampled_remote=drop_unsampled,
             attribute_blind=_attribute_blind(sampler),
             id_generator=generator,
-            random_flag=TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0,
+            random_flag=random_flag,
+            root_flags=TraceFlags(random_flag),
+        )
+
+    def dropped_root(self) -> Span:
+        """The non-recording span the SDK would make for a dropped root (needs drop_roots)."""
+        generator = self.id_generator
+        assert generator is not None
+        return NonRecordingSpan(
+            SpanContext(
+                generator.generate_trace_id(),
+                generator.generate_span_id(),
+                False,
+                self.root_flags,
+                _EMPTY_STATE,
+            )
         )
 
     def certain_drop(self, parent: SpanContext) -> Span | None:
@@ -255,12 +277,15 @@ class PropagationFields:
         self.fields: frozenset[str] = frozenset()
         self.raw_fields: frozenset[bytes] = frozenset()
 
+    def refresh(self, textmap: TextMapPropagator) -> None:
+        self.fields = frozenset(f.lower() for f in textmap.fields)
+        self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
+        self.textmap = textmap
+
     def current(self) -> TextMapPropagator:
         textmap = get_global_textmap()
         if textmap is not self.textmap:
-            self.fields = frozenset(f.lower() for f in textmap.fields)
-            self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
-            self.textmap = textmap
+            self.refresh(textmap)
         return textmap
 
     def extract(self, textmap: TextMapPropagator, carrier: dict[str, str]) -> Context:

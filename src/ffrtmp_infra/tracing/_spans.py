@@ -127,10 +127,17 @@ class DomainSpan:
         self.kind = kind
         self.context = context
         self._on_exit = on_exit
-        self._open: list[tuple[Span, object]] = []
+        self._open: list[tuple[Span, object | None]] = []
 
     def _start(self) -> Span:
-        span = _tracer().start_span(
+        tracer = _tracer()
+        if tracer is _NOOP_TRACER:
+            # No provider installed: nothing to record. A given parent context is
+            # still made current, so propagation (and baggage) passes through.
+            token = None if self.context is None else otel_context.attach(self.context)
+            self._open.append((trace.INVALID_SPAN, token))
+            return trace.INVALID_SPAN
+        span = tracer.start_span(
             self.name,
             self.context,
             self.kind,
@@ -144,6 +151,10 @@ class DomainSpan:
 
     def _finish(self, exc: BaseException | None) -> None:
         span, token = self._open.pop()
+        if span is trace.INVALID_SPAN:
+            if token is not None:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            return
         try:
             if exc is not None:
                 record_error(span, exc)
