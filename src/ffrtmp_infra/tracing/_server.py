@@ -11,6 +11,7 @@ still says "not sampled".
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -143,8 +144,6 @@ class Exclusions:
     @classmethod
     def resolve(cls, explicit: str | Sequence[str] | None, env_vars: Iterable[str]) -> Exclusions:
         """The argument, else the ``init_tracer`` config, else the env vars, else the defaults."""
-        import os
-
         from ffrtmp_infra.tracing._setup import active_config
 
         if explicit is not None:
