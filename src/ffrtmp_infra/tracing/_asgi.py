@@ -10,6 +10,18 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
+from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ffrtmp_infra.tracing._logging import remember_span
@@ -181,13 +193,13 @@ class TracingMiddleware:
             scope.pop(_MARK, None)
             response: Attributes = {}
             if status_code is not None:
-                response["http.response.status_code"] = status_code
+                response[HTTP_RESPONSE_STATUS_CODE] = status_code
                 if status_code >= 500 and not raised:
-                    response["error.type"] = str(status_code)
+                    response[ERROR_TYPE] = str(status_code)
                     span.set_status(Status(StatusCode.ERROR))
             route = _route(scope)
             if route is not None:
-                response["http.route"] = route
+                response[HTTP_ROUTE] = route
                 if scope["type"] == "http":
                     method = normalize_method(scope.get("method", "GET"))[0]
                     span.update_name(route_name(method, route))
@@ -201,40 +213,40 @@ class TracingMiddleware:
 def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
     """Stable HTTP server semconv attributes, built only for recording spans."""
     attributes: Attributes = {
-        "url.scheme": scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http"),
-        "url.path": scope["path"],
+        URL_SCHEME: scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http"),
+        URL_PATH: scope["path"],
     }
     if scope["type"] == "http":
-        attributes["http.request.method"] = method
+        attributes[HTTP_REQUEST_METHOD] = method
         if original is not None:
-            attributes["http.request.method_original"] = original
+            attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
     query = scope.get("query_string")
     if query:
-        attributes["url.query"] = redact_query(query.decode("latin-1"))
+        attributes[URL_QUERY] = redact_query(query.decode("latin-1"))
     host = None
     for name, value in scope["headers"]:
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
-            attributes["user_agent.original"] = value.decode("latin-1")
+            attributes[USER_AGENT_ORIGINAL] = value.decode("latin-1")
     server = scope.get("server")
     if host:
         address, port = parse_host(host)
-        attributes["server.address"] = address
+        attributes[SERVER_ADDRESS] = address
         if port is None and server and server[1] is not None:
             port = server[1]
         if port is not None:
-            attributes["server.port"] = port
+            attributes[SERVER_PORT] = port
     elif server:
-        attributes["server.address"] = server[0]
+        attributes[SERVER_ADDRESS] = server[0]
         if server[1] is not None:
-            attributes["server.port"] = server[1]
+            attributes[SERVER_PORT] = server[1]
     version = scope.get("http_version")
     if version:
-        attributes["network.protocol.version"] = version
+        attributes[NETWORK_PROTOCOL_VERSION] = version
     client = scope.get("client")
     if client:
-        attributes["client.address"] = client[0]
+        attributes[CLIENT_ADDRESS] = client[0]
         if client[1] is not None:
-            attributes["client.port"] = client[1]
+            attributes[CLIENT_PORT] = client[1]
     return attributes

@@ -8,6 +8,13 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.semconv._incubating.attributes.process_attributes import (
+    PROCESS_COMMAND_ARGS,
+    PROCESS_EXECUTABLE_NAME,
+    PROCESS_EXIT_CODE,
+    PROCESS_PID,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, Status, StatusCode
 
 from ffrtmp_infra.tracing._propagation import subprocess_env
@@ -36,7 +43,7 @@ def ffmpeg_run(argv: Sequence[str | os.PathLike[str]], **attrs: Any) -> DomainSp
     """
     args = _argv(argv)
     attributes: dict[str, AttributeValue] = {
-        "process.executable.name": os.path.basename(args[0]),
+        PROCESS_EXECUTABLE_NAME: os.path.basename(args[0]),
     }
     job_id = attrs.pop("job_id", None)
     if job_id is not None:
@@ -44,15 +51,15 @@ def ffmpeg_run(argv: Sequence[str | os.PathLike[str]], **attrs: Any) -> DomainSp
     attributes.update(_namespaced("ffmpeg", attrs))
     span = DomainSpan("ffmpeg.run", attributes)
     # Sequences are not Attributes' plain types for mypy; the SDK accepts them.
-    span.attributes["process.command_args"] = redact_argv(args)  # type: ignore[assignment]
+    span.attributes[PROCESS_COMMAND_ARGS] = redact_argv(args)  # type: ignore[assignment]
     return span
 
 
 def record_process_exit(span: Span, returncode: int, *, pid: int | None = None) -> None:
     """Set ``process.exit.code`` (and ``process.pid``); non-zero is an error."""
-    span.set_attribute("process.exit.code", returncode)
+    span.set_attribute(PROCESS_EXIT_CODE, returncode)
     if pid is not None:
-        span.set_attribute("process.pid", pid)
+        span.set_attribute(PROCESS_PID, pid)
     if returncode == 0:
         return
     if returncode < 0:
@@ -62,7 +69,7 @@ def record_process_exit(span: Span, returncode: int, *, pid: int | None = None) 
             reason = f"killed by signal {-returncode}"
     else:
         reason = f"exited with code {returncode}"
-    span.set_attribute("error.type", str(returncode))
+    span.set_attribute(ERROR_TYPE, str(returncode))
     span.set_status(Status(StatusCode.ERROR, f"process {reason}"))
 
 
@@ -96,7 +103,7 @@ def run_ffmpeg(
         env = subprocess_env(base_env)  # inside the span: the child's parent is ffmpeg.run
         # argv is a list handed to exec, never a shell: nothing is interpreted.
         with subprocess.Popen(args, env=env, **popen_kwargs) as process:  # noqa: S603
-            span.set_attribute("process.pid", process.pid)
+            span.set_attribute(PROCESS_PID, process.pid)
             try:
                 stdout, stderr = process.communicate(input, timeout=timeout)
             except subprocess.TimeoutExpired:

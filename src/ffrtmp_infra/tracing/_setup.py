@@ -11,6 +11,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.semconv.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
 
 from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._config import TracingConfig
@@ -85,11 +87,11 @@ def _resource(config: TracingConfig) -> Resource:
     # Only keys we were given: anything left out keeps its OTEL_RESOURCE_ATTRIBUTES value.
     attributes: dict[str, Any] = dict(config.resource_attributes)
     if config.service_name:
-        attributes["service.name"] = config.service_name
+        attributes[SERVICE_NAME] = config.service_name
     if config.service_version:
-        attributes["service.version"] = config.service_version
+        attributes[SERVICE_VERSION] = config.service_version
     if config.environment:
-        attributes["deployment.environment.name"] = config.environment
+        attributes[DEPLOYMENT_ENVIRONMENT_NAME] = config.environment
     attributes.setdefault("telemetry.distro.name", "ffrtmp-infra")
     attributes.setdefault("telemetry.distro.version", __version__)
     return Resource.create(attributes)

@@ -22,6 +22,17 @@ from typing import Any, ParamSpec, TypeVar, overload
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.semconv.attributes.db_attributes import (
+    DB_COLLECTION_NAME,
+    DB_OPERATION_NAME,
+    DB_SYSTEM_NAME,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ffrtmp_infra import __version__
@@ -93,9 +104,9 @@ def record_error(span: Span, exc: BaseException) -> None:
     stacktrace = redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     span.add_event(
         "exception",
-        {"exception.type": kind, "exception.message": message, "exception.stacktrace": stacktrace},
+        {EXCEPTION_TYPE: kind, EXCEPTION_MESSAGE: message, EXCEPTION_STACKTRACE: stacktrace},
     )
-    span.set_attribute("error.type", kind)
+    span.set_attribute(ERROR_TYPE, kind)
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
 
 
@@ -259,7 +270,7 @@ def job_complete(job_id: str, *, status: str = "completed", **attrs: Any) -> Dom
 
     def mark(span: Span) -> None:
         if failed:
-            span.set_attribute("error.type", f"job_{status.lower()}")
+            span.set_attribute(ERROR_TYPE, f"job_{status.lower()}")
             span.set_status(Status(StatusCode.ERROR, f"job {status}"))
 
     return DomainSpan(
@@ -288,9 +299,9 @@ def db_operation(operation: str, *, system: str = "sqlite", table: str | None = 
             f"operation must be a short identifier like 'select' or 'claim_job', got {operation!r}"
         )
     attributes: dict[str, AttributeValue] = {
-        "db.system.name": system,
-        "db.operation.name": operation,
+        DB_SYSTEM_NAME: system,
+        DB_OPERATION_NAME: operation,
     }
     if table is not None:
-        attributes["db.collection.name"] = table
+        attributes[DB_COLLECTION_NAME] = table
     return DomainSpan(f"db.{operation}", attributes, kind=SpanKind.CLIENT)
