@@ -131,3 +131,50 @@ def test_ffmpeg_run_around_your_own_process(exporter: InMemorySpanExporter) -> N
     assert finished.status.description == "process exited with code 3"
     assert finished.attributes is not None
     assert finished.attributes["ffmpeg.preset"] == "veryfast"
+
+
+def test_arun_ffmpeg_success_and_propagation(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    import asyncio
+
+    from ffrtmp_infra.tracing import arun_ffmpeg
+
+    argv = [ffmpeg.path, "-hide_banner", "-nostdin", "-f", "lavfi", "-i",
+            "testsrc2=size=64x48:rate=10:duration=0.2", "-f", "null", "-"]  # fmt: skip
+    code = "import os; print(os.environ['TRACEPARENT'])"
+
+    async def both() -> tuple[int, bytes]:
+        done = await arun_ffmpeg(argv, job_id="j-a", capture_output=True)
+        child = await arun_ffmpeg([sys.executable, "-c", code], capture_output=True)
+        return done.returncode, child.stdout
+
+    returncode, stdout = asyncio.run(both())
+    assert returncode == 0
+    first, second = exporter.get_finished_spans()
+    assert first.attributes is not None
+    assert first.attributes["process.exit.code"] == 0
+    assert first.attributes["job.id"] == "j-a"
+    assert stdout.decode().strip().split("-")[2] == format(second.context.span_id, "016x")
+
+
+def test_arun_ffmpeg_timeout_and_check(exporter: InMemorySpanExporter) -> None:
+    import asyncio
+
+    from ffrtmp_infra.tracing import arun_ffmpeg
+
+    async def with_deadline() -> None:
+        async with asyncio.timeout(0.3):
+            await arun_ffmpeg([sys.executable, "-c", "import time; time.sleep(30)"])
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(with_deadline())
+    with pytest.raises(subprocess.CalledProcessError):
+        asyncio.run(arun_ffmpeg([sys.executable, "-c", "raise SystemExit(2)"], check=True))
+    timed_out, failed = exporter.get_finished_spans()
+    assert timed_out.status.status_code is StatusCode.ERROR
+    assert timed_out.attributes is not None
+    assert timed_out.attributes["process.exit.code"] < 0
+    assert failed.attributes is not None
+    assert failed.attributes["process.exit.code"] == 2
+    assert failed.attributes["error.type"] == "subprocess.CalledProcessError"

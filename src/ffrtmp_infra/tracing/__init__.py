@@ -13,7 +13,7 @@ handle.shutdown()
 from ffrtmp_infra.tracing._asgi import TracingMiddleware
 from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
-from ffrtmp_infra.tracing._ffmpeg import ffmpeg_run, record_process_exit, run_ffmpeg
+from ffrtmp_infra.tracing._ffmpeg import arun_ffmpeg, ffmpeg_run, record_process_exit, run_ffmpeg
 from ffrtmp_infra.tracing._logging import TraceContextLogFilter, install_log_correlation
 from ffrtmp_infra.tracing._propagation import (
     async_httpx_request_hook,
@@ -49,6 +49,7 @@ __all__ = [
     "TracingHandle",
     "TracingMiddleware",
     "WSGITracingMiddleware",
+    "arun_ffmpeg",
     "async_httpx_request_hook",
     "context_from_env",
     "db_operation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from ffrtmp_infra.tracing._propagation import subprocess_env
 from ffrtmp_infra.tracing._redact import redact_argv
 from ffrtmp_infra.tracing._spans import AttributeValue, DomainSpan, _namespaced
 
-__all__ = ["ffmpeg_run", "record_process_exit", "run_ffmpeg"]
+__all__ = ["arun_ffmpeg", "ffmpeg_run", "record_process_exit", "run_ffmpeg"]
 
 
 def _argv(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -116,6 +117,47 @@ def run_ffmpeg(
                 raise
         record_process_exit(span, process.returncode)
         completed = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+        if check:
+            completed.check_returncode()
+        return completed
+
+
+async def arun_ffmpeg(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    job_id: str | None = None,
+    check: bool = False,
+    input: bytes | None = None,
+    capture_output: bool = False,
+    **exec_kwargs: Any,
+) -> subprocess.CompletedProcess[bytes]:
+    """:func:`run_ffmpeg` for asyncio (``asyncio.create_subprocess_exec``; bytes output).
+
+    For a deadline use ``async with asyncio.timeout(s):`` around the call:
+    cancelling the awaiting task kills the process, and the span records the
+    (negative) exit code as an error.
+    """
+    args = _argv(argv)
+    if capture_output:
+        exec_kwargs.setdefault("stdout", subprocess.PIPE)
+        exec_kwargs.setdefault("stderr", subprocess.PIPE)
+    if input is not None:
+        exec_kwargs.setdefault("stdin", subprocess.PIPE)
+    base_env = exec_kwargs.pop("env", None)
+    async with ffmpeg_run(args, job_id=job_id) as span:
+        env = subprocess_env(base_env)
+        process = await asyncio.create_subprocess_exec(*args, env=env, **exec_kwargs)
+        span.set_attribute(PROCESS_PID, process.pid)
+        try:
+            stdout, stderr = await process.communicate(input)
+        except asyncio.CancelledError:
+            process.kill()
+            returncode = await asyncio.shield(process.wait())
+            record_process_exit(span, returncode)
+            raise
+        returncode = process.returncode if process.returncode is not None else await process.wait()
+        record_process_exit(span, returncode)
+        completed = subprocess.CompletedProcess(args, returncode, stdout, stderr)
         if check:
             completed.check_returncode()
         return completed
