@@ -18,7 +18,6 @@ from starlette.testclient import TestClient
 from ffrtmp_infra.tracing import (
     TraceContextLogFilter,
     TracingMiddleware,
-    _logging,
     install_log_correlation,
 )
 
@@ -81,19 +80,39 @@ def test_ids_are_right_in_an_app_exception_handler(
     assert record.span_id == format(span.context.span_id, "016x")  # type: ignore[attr-defined]
 
 
-def test_install_log_correlation_covers_every_logger(provider: TracerProvider) -> None:
-    previous = logging.getLogRecordFactory()
+def test_install_log_correlation_covers_every_logger_through_root_handlers(
+    provider: TracerProvider,
+) -> None:
+    root = logging.getLogger()
+    handler = ListHandler()
+    root.addHandler(handler)
     try:
-        install_log_correlation()
-        install_log_correlation()  # idempotent
+        installed = install_log_correlation()
+        assert install_log_correlation() is installed  # idempotent
+        assert handler.filters == [installed]
+        logger = logging.getLogger("any.where.at.all")
+        logger.setLevel(logging.INFO)
         with provider.get_tracer("t").start_as_current_span("work") as span:
-            record = logging.getLogger("any.where").makeRecord(
-                "any.where", logging.INFO, __file__, 1, "msg", (), None
-            )
-        assert record.trace_id == format(span.get_span_context().trace_id, "032x")  # type: ignore[attr-defined]
+            logger.info("inside")
+            logger.info("caller's own", extra={"trace_id": "mine"})  # never a KeyError
+        inside, own = handler.records
+        assert inside.trace_id == format(span.get_span_context().trace_id, "032x")  # type: ignore[attr-defined]
+        assert own.trace_id == "mine"  # type: ignore[attr-defined]
     finally:
-        logging.setLogRecordFactory(previous)
-        _logging._installed = False
+        root.removeHandler(handler)
+        for other in root.handlers:  # pytest's own capture handlers
+            other.removeFilter(installed)
+
+
+def test_install_before_logging_is_configured_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        install_log_correlation()  # the warning goes to logging's last-resort stderr handler
+    finally:
+        root.handlers[:] = saved
+    assert "root logger has no handlers yet" in capsys.readouterr().err
 
 
 def test_trace_is_unaffected(provider: TracerProvider) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterable
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
@@ -16,7 +16,8 @@ _NO_TRACE = "0" * 32
 _NO_SPAN = "0" * 16
 _EXC_ATTR = "__ffrtmp_span_context__"
 _install_lock = threading.Lock()
-_installed = False
+_filter: TraceContextLogFilter | None = None
+_log = logging.getLogger("ffrtmp_infra.tracing")
 
 
 def remember_span(exc: BaseException, span_context: SpanContext) -> None:
@@ -49,31 +50,40 @@ class TraceContextLogFilter(logging.Filter):
     """Adds ``trace_id`` (32 hex), ``span_id`` (16 hex) and ``trace_sampled`` to records.
 
     Attach it to a *handler* (``handler.addFilter(TraceContextLogFilter())``) so
-    it sees records from every logger; zeros when no span is current. Use
-    ``%(trace_id)s`` in the format. It never drops a record.
+    it sees records from every logger that reaches the handler; zeros when no
+    span is current. Use ``%(trace_id)s`` in the format. It never drops a
+    record, and leaves a ``trace_id`` the caller passed in ``extra=`` alone.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        _annotate(record)
+        if not hasattr(record, "trace_id"):
+            _annotate(record)
         return True
 
 
-def install_log_correlation() -> None:
-    """Give every log record ``trace_id``/``span_id``/``trace_sampled``, process-wide.
+def install_log_correlation(
+    handlers: Iterable[logging.Handler] | None = None,
+) -> TraceContextLogFilter:
+    """Add a :class:`TraceContextLogFilter` to ``handlers`` (default: the root logger's).
 
-    Wraps the logging record factory (once; calling again does nothing), so it
-    covers all loggers and handlers, including records made in exception handlers.
+    Call it after logging is configured (``basicConfig``/``dictConfig``): the
+    root logger's handlers see records from every logger that propagates.
+    Calling it again does not add a second filter. A filter rather than a
+    record factory, because a factory's attributes make ``extra={"trace_id":
+    ...}`` raise ``KeyError`` in ``logging``; a filter cannot break a log call.
+    Returns the filter (one per process).
     """
-    global _installed
+    global _filter
     with _install_lock:
-        if _installed:
-            return
-        previous = logging.getLogRecordFactory()
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            _annotate(record)
-            return record
-
-        logging.setLogRecordFactory(factory)
-        _installed = True
+        if _filter is None:
+            _filter = TraceContextLogFilter()
+        targets = list(logging.getLogger().handlers if handlers is None else handlers)
+        if not targets and handlers is None:
+            _log.warning(
+                "install_log_correlation: the root logger has no handlers yet; "
+                "configure logging first or pass handlers="
+            )
+        for handler in targets:
+            if _filter not in handler.filters:
+                handler.addFilter(_filter)
+        return _filter
