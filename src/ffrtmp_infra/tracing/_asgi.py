@@ -135,7 +135,7 @@ class TracingMiddleware:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         if carrier is None:
             parent = Context()
-            span = plan.dropped_root() if plan.drop_roots else None
+            span = plan.root_span()
         else:
             parent = textmap.extract(carrier, context=Context())
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
@@ -152,6 +152,7 @@ class TracingMiddleware:
             else:
                 attributes = _attributes(scope, method, original)
                 span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            plan.unprime()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             if span.is_recording():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ParentBased,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_EXCLUDED_URLS",
     "Exclusions",
     "Plan",
+    "SamplingIdGenerator",
     "global_provider",
     "normalize_method",
     "redact_query",
@@ -179,6 +181,36 @@ def _attribute_blind(sampler: Sampler) -> bool:
 
 
 _NO_FLAGS = TraceFlags(0)
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+class SamplingIdGenerator(RandomIdGenerator):
+    """The SDK's random ids, plus a way to hand the next trace id to the SDK.
+
+    The middleware draws a root trace id itself and applies the ratio sampler's
+    rule to it (the low 64 bits against the bound). An unsampled request then
+    needs no SDK span at all; a sampled one primes this generator so the SDK
+    creates its span with that very id, and the SDK's sampler, seeing the same
+    id, reaches the same decision. ``init_tracer`` installs this generator.
+    """
+
+    def __init__(self) -> None:
+        self._primed = threading.local()
+
+    def prime(self, trace_id: int) -> None:
+        """Make the next :meth:`generate_trace_id` in this thread return ``trace_id``."""
+        self._primed.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        primed = getattr(self._primed, "trace_id", 0)
+        if primed:
+            self._primed.trace_id = 0
+            return primed
+        return super().generate_trace_id()
+
+    def random_trace_id(self) -> int:
+        """A fresh random trace id, ignoring any primed one."""
+        return super().generate_trace_id()
 
 
 @dataclass
@@ -193,6 +225,8 @@ class Plan:
     id_generator: IdGenerator | None = None
     random_flag: int = 0
     root_flags: TraceFlags = _NO_FLAGS
+    # Set when roots are sampled by ratio and the ids come from SamplingIdGenerator.
+    root_bound: int | None = None
 
     @classmethod
     def build(cls, provider: trace.TracerProvider | None) -> Plan:
@@ -204,12 +238,20 @@ class Plan:
         if not isinstance(tracer, SdkTracer):
             return cls(provider, tracer)  # another SDK: always the plain API path
         sampler = tracer.sampler
+        root = sampler._root if isinstance(sampler, ParentBased) else sampler
+        drop_roots = _always_drops(root)
         if isinstance(sampler, ParentBased):
-            drop_roots = _always_drops(sampler._root)
             drop_unsampled = _always_drops(sampler._remote_parent_not_sampled)
         else:
-            drop_roots = drop_unsampled = _always_drops(sampler)
+            drop_unsampled = drop_roots
         generator = tracer.id_generator
+        root_bound = None
+        if (
+            isinstance(generator, SamplingIdGenerator)
+            and isinstance(root, TraceIdRatioBased)
+            and 0 < root.bound <= _TRACE_ID_LIMIT
+        ):
+            root_bound = root.bound
         random_flag = TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0
         return cls(
             provider,
@@ -220,7 +262,35 @@ class Plan:
             id_generator=generator,
             random_flag=random_flag,
             root_flags=TraceFlags(random_flag),
+            root_bound=root_bound,
         )
+
+    def root_span(self) -> Span | None:
+        """For a request without a parent: a non-recording span if the sampler drops it,
+        else None (then the SDK makes the span; a primed generator gives it our id)."""
+        if self.drop_roots:
+            return self.dropped_root()
+        bound = self.root_bound
+        if bound is None:
+            return None
+        generator = self.id_generator
+        assert isinstance(generator, SamplingIdGenerator)
+        trace_id = generator.random_trace_id()
+        if trace_id & _TRACE_ID_LIMIT < bound:
+            generator.prime(trace_id)
+            return None
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id, generator.generate_span_id(), False, self.root_flags, _EMPTY_STATE
+            )
+        )
+
+    def unprime(self) -> None:
+        """Drop a primed id the SDK did not consume (a tracer that made no span)."""
+        if self.root_bound is not None:
+            generator = self.id_generator
+            assert isinstance(generator, SamplingIdGenerator)
+            generator.prime(0)
 
     def dropped_root(self) -> Span:
         """The non-recording span the SDK would make for a dropped root (needs drop_roots)."""

@@ -17,8 +17,9 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SE
 from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import MissingDependencyError
+from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
-__all__ = ["TracingHandle", "active_config", "init_tracer"]
+__all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
 
 _log = logging.getLogger("ffrtmp_infra.tracing")
 _lock = threading.Lock()
@@ -113,6 +114,33 @@ def _exporter(config: TracingConfig) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+
+
+def build_tracer_provider(
+    config: TracingConfig | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> TracerProvider:
+    """The SDK provider :func:`init_tracer` would install, without installing it.
+
+    For tests and for processes that need several providers; the middleware
+    takes it as ``tracer_provider=``. Ignores ``config.enabled``. Its id
+    generator lets the middleware decide ratio sampling before building
+    anything (see ``SamplingIdGenerator``).
+    """
+    config = config if config is not None else TracingConfig()
+    provider = TracerProvider(
+        resource=_resource(config),
+        sampler=_sampler(config),
+        id_generator=SamplingIdGenerator(),
+    )
+    if span_processor is None:
+        if exporter is None:
+            exporter = _exporter(config)
+        span_processor = BatchSpanProcessor(exporter)
+    provider.add_span_processor(span_processor)
+    return provider
 
 
 def init_tracer(

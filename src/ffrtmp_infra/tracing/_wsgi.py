@@ -9,6 +9,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -104,8 +105,12 @@ class WSGITracingMiddleware:
             value = environ.get("HTTP_" + field.upper().replace("-", "_"))
             if value:
                 carrier[field] = value
-        parent = self._fields.extract(textmap, carrier)
-        span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+        if carrier:
+            parent = self._fields.extract(textmap, carrier)
+            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+        else:
+            parent = Context()
+            span = plan.root_span()
         method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         if span is None:
             name = route_name(method, None)
@@ -116,6 +121,7 @@ class WSGITracingMiddleware:
             else:
                 attributes = _attributes(environ, path, method, original)
                 span = plan.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            plan.unprime()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             if not span.is_recording():
