@@ -127,3 +127,49 @@ def test_grpc_protocol_builds_the_grpc_exporter() -> None:
         assert isinstance(exporter, OTLPSpanExporter)
     finally:
         exporter.shutdown()
+
+
+def test_endpoint_from_the_environment_alone(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.endpoint)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.version=2.0,team=video")
+    handle = init_tracer()  # no config at all: everything from OTEL_*
+    trace.get_tracer("test").start_span("env.only").end()
+    handle.shutdown()
+    [received] = otlp_receiver.wait_for_spans(1)
+    assert received.name == "env.only"
+    assert received.resource["service.name"] == "from-env"
+    assert received.resource["service.version"] == "2.0"
+    assert received.resource["team"] == "video"
+
+
+def test_grpc_export_reaches_a_real_grpc_receiver() -> None:
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[str] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        def Export(self, request, context):  # type: ignore[no-untyped-def]
+            for resource_spans in request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    received.extend(span.name for span in scope_spans.spans)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        handle = init_tracer(
+            TracingConfig(protocol="grpc", otlp_endpoint=f"127.0.0.1:{port}", export_timeout=5)
+        )
+        trace.get_tracer("test").start_span("over.grpc").end()
+        handle.shutdown()
+    finally:
+        server.stop(grace=None)
+    assert received == ["over.grpc"]

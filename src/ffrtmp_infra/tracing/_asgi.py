@@ -8,21 +8,34 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import get_global_textmap
+from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
-    describe,
-    exception_type,
-    global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
 )
+from ffrtmp_infra.tracing._spans import record_error
 
 __all__ = ["TracingMiddleware"]
 
@@ -76,137 +89,165 @@ class TracingMiddleware:
     ) -> None:
         self.app = app
         self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
+        self._excluded = self._exclusions.matcher
         self._fixed_provider = tracer_provider
         self._plan = (
             Plan.build(tracer_provider) if tracer_provider is not None else Plan(None, None)
         )
         self._fields = PropagationFields()
 
-    def _current_plan(self) -> Plan:
-        provider = self._fixed_provider or global_provider()
-        plan = self._plan
-        if plan.provider is not provider:
-            plan = self._plan = Plan.build(provider)
+    def _replan(self, provider: trace.TracerProvider) -> Plan:
+        plan = self._plan = Plan.build(provider)
         return plan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        plan = self._current_plan()
+        # Hot path, written for the unsampled and disabled cases: no helper
+        # calls, no attribute building, until the sampler's answer is known.
+        provider = self._fixed_provider or trace._TRACER_PROVIDER
+        if provider is None:
+            await self.app(scope, receive, send)
+            return
+        plan = self._plan
+        if plan.provider is not provider:
+            plan = self._replan(provider)
         kind = scope["type"]
+        tracer = plan.tracer
+        excluded = self._excluded
         if (
-            plan.tracer is None
+            tracer is None
             or (kind != "http" and kind != "websocket")
             or _MARK in scope
-            or self._exclusions.excluded(scope["path"])
+            or (excluded is not None and excluded(scope["path"]) is not None)
         ):
             await self.app(scope, receive, send)
             return
 
-        textmap = self._fields.current()
-        wanted = self._fields.raw_fields
-        carrier: dict[str, str] = {}
+        fields = self._fields
+        textmap = get_global_textmap()
+        if textmap is not fields.textmap:
+            fields.refresh(textmap)
+        wanted = fields.raw_fields
+        carrier: dict[str, str] | None = None
         for name, value in scope["headers"]:
             if name in wanted:
+                if carrier is None:
+                    carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
-        parent = self._fields.extract(textmap, carrier)
+        if carrier is None:
+            parent = Context()
+            span = plan.root_span()
+        else:
+            parent = textmap.extract(carrier, context=Context())
+            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
 
-        span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
         if span is None:
             method, original = (
                 normalize_method(scope.get("method", "GET")) if kind == "http" else ("GET", None)
             )
             name = route_name(method, None) if kind == "http" else "WEBSOCKET"
             if plan.attribute_blind:
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER)
+                span = tracer.start_span(name, parent, SpanKind.SERVER)
                 if span.is_recording():
                     span.set_attributes(_attributes(scope, method, original))
             else:
                 attributes = _attributes(scope, method, original)
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+                span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            plan.unprime()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             if span.is_recording():
                 await self._traced(scope, receive, send, span)
             else:
                 await self.app(scope, receive, send)
+        except Exception as exc:
+            remember_span(exc, span.get_span_context())
+            raise
         finally:
             otel_context.detach(token)
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send, span: trace.Span) -> None:
         # The span ends when the app returns (so an exception re-raised after the
         # 500 was sent is still recorded) but is timed to the last body byte.
+        # Response attributes are set once, at the end: one validation pass.
         ended_at: int | None = None
+        status_code: int | None = None
 
         async def traced_send(message: Message) -> None:
-            nonlocal ended_at
+            nonlocal ended_at, status_code
             kind = message["type"]
             if kind == "http.response.start" or kind == "websocket.http.response.start":
                 status_code = message["status"]
-                span.set_attribute("http.response.status_code", status_code)
-                if status_code >= 500:
-                    span.set_attribute("error.type", str(status_code))
-                    span.set_status(Status(StatusCode.ERROR))
             elif kind == "http.response.body" and not message.get("more_body", False):
                 ended_at = time.time_ns()
             await send(message)
 
         scope[_MARK] = True
+        raised = False
         try:
             await self.app(scope, receive, traced_send)
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", exception_type(exc))
-            span.set_status(Status(StatusCode.ERROR, describe(exc)))
+            raised = True
+            record_error(span, exc)
+            remember_span(exc, span.get_span_context())
             raise
         finally:
             scope.pop(_MARK, None)
+            response: Attributes = {}
+            if status_code is not None:
+                response[HTTP_RESPONSE_STATUS_CODE] = status_code
+                if status_code >= 500 and not raised:
+                    response[ERROR_TYPE] = str(status_code)
+                    span.set_status(Status(StatusCode.ERROR))
             route = _route(scope)
             if route is not None:
-                span.set_attribute("http.route", route)
+                response[HTTP_ROUTE] = route
                 if scope["type"] == "http":
                     method = normalize_method(scope.get("method", "GET"))[0]
                     span.update_name(route_name(method, route))
                 else:
                     span.update_name(f"WEBSOCKET {route}")
+            if response:
+                span.set_attributes(response)
             span.end(ended_at)
 
 
 def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
     """Stable HTTP server semconv attributes, built only for recording spans."""
     attributes: Attributes = {
-        "url.scheme": scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http"),
-        "url.path": scope["path"],
+        URL_SCHEME: scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http"),
+        URL_PATH: scope["path"],
     }
     if scope["type"] == "http":
-        attributes["http.request.method"] = method
+        attributes[HTTP_REQUEST_METHOD] = method
         if original is not None:
-            attributes["http.request.method_original"] = original
+            attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
     query = scope.get("query_string")
     if query:
-        attributes["url.query"] = redact_query(query.decode("latin-1"))
+        attributes[URL_QUERY] = redact_query(query.decode("latin-1"))
     host = None
     for name, value in scope["headers"]:
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
-            attributes["user_agent.original"] = value.decode("latin-1")
+            attributes[USER_AGENT_ORIGINAL] = value.decode("latin-1")
     server = scope.get("server")
     if host:
         address, port = parse_host(host)
-        attributes["server.address"] = address
+        attributes[SERVER_ADDRESS] = address
         if port is None and server and server[1] is not None:
             port = server[1]
         if port is not None:
-            attributes["server.port"] = port
+            attributes[SERVER_PORT] = port
     elif server:
-        attributes["server.address"] = server[0]
+        attributes[SERVER_ADDRESS] = server[0]
         if server[1] is not None:
-            attributes["server.port"] = server[1]
+            attributes[SERVER_PORT] = server[1]
     version = scope.get("http_version")
     if version:
-        attributes["network.protocol.version"] = version
+        attributes[NETWORK_PROTOCOL_VERSION] = version
     client = scope.get("client")
     if client:
-        attributes["client.address"] = client[0]
+        attributes[CLIENT_ADDRESS] = client[0]
         if client[1] is not None:
-            attributes["client.port"] = client[1]
+            attributes[CLIENT_PORT] = client[1]
     return attributes

@@ -11,7 +11,9 @@ still says "not sampled".
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ParentBased,
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_EXCLUDED_URLS",
     "Exclusions",
     "Plan",
+    "SamplingIdGenerator",
     "global_provider",
     "normalize_method",
     "redact_query",
@@ -72,7 +75,8 @@ _SENSITIVE_QUERY_KEYS = frozenset(
     {
         "key", "stream_key", "streamkey", "token", "access_token", "auth", "password",
         "passwd", "pwd", "secret", "sig", "signature", "api_key", "apikey",
-        "awsaccesskeyid", "x-goog-signature", "x-amz-signature", "x-amz-credential",
+        "passphrase", "pass", "credential", "credentials", "awsaccesskeyid",
+        "x-goog-signature", "x-amz-signature", "x-amz-credential",
     }
 )  # fmt: skip
 REDACTED = "REDACTED"
@@ -128,20 +132,20 @@ class Exclusions:
                     f"excluded_urls pattern {pattern!r} is not a valid regex: {exc}"
                 ) from None
         self.patterns: tuple[str, ...] = tuple(p.pattern for p in compiled)
-        self._search: Callable[[str], object] | None = (
-            re.compile("|".join(f"(?:{p})" for p in self.patterns)).search
-            if self.patterns
-            else None
-        )
+        #: ``matcher(path)`` is not None for an excluded path; None when nothing is excluded.
+        self.matcher: Callable[[str], object] | None = None
+        if self.patterns:
+            combined = re.compile("|".join(f"(?:{p})" for p in self.patterns))
+            # All anchored at the start: match() gives search()'s answer, faster.
+            anchored = all(p.startswith("^") for p in self.patterns)
+            self.matcher = combined.match if anchored else combined.search
 
     def excluded(self, path: str) -> bool:
-        return self._search is not None and self._search(path) is not None
+        return self.matcher is not None and self.matcher(path) is not None
 
     @classmethod
     def resolve(cls, explicit: str | Sequence[str] | None, env_vars: Iterable[str]) -> Exclusions:
         """The argument, else the ``init_tracer`` config, else the env vars, else the defaults."""
-        import os
-
         from ffrtmp_infra.tracing._setup import active_config
 
         if explicit is not None:
@@ -176,6 +180,39 @@ def _attribute_blind(sampler: Sampler) -> bool:
     return isinstance(sampler, StaticSampler | TraceIdRatioBased)
 
 
+_NO_FLAGS = TraceFlags(0)
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+class SamplingIdGenerator(RandomIdGenerator):
+    """The SDK's random ids, plus a way to hand the next trace id to the SDK.
+
+    The middleware draws a root trace id itself and applies the ratio sampler's
+    rule to it (the low 64 bits against the bound). An unsampled request then
+    needs no SDK span at all; a sampled one primes this generator so the SDK
+    creates its span with that very id, and the SDK's sampler, seeing the same
+    id, reaches the same decision. ``init_tracer`` installs this generator.
+    """
+
+    def __init__(self) -> None:
+        self._primed = threading.local()
+
+    def prime(self, trace_id: int) -> None:
+        """Make the next :meth:`generate_trace_id` in this thread return ``trace_id``."""
+        self._primed.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        primed = getattr(self._primed, "trace_id", 0)
+        if primed:
+            self._primed.trace_id = 0
+            return primed
+        return super().generate_trace_id()
+
+    def random_trace_id(self) -> int:
+        """A fresh random trace id, ignoring any primed one."""
+        return super().generate_trace_id()
+
+
 @dataclass
 class Plan:
     """How to trace with one provider; rebuilt when the global provider changes."""
@@ -187,6 +224,9 @@ class Plan:
     attribute_blind: bool = False
     id_generator: IdGenerator | None = None
     random_flag: int = 0
+    root_flags: TraceFlags = _NO_FLAGS
+    # Set when roots are sampled by ratio and the ids come from SamplingIdGenerator.
+    root_bound: int | None = None
 
     @classmethod
     def build(cls, provider: trace.TracerProvider | None) -> Plan:
@@ -198,12 +238,21 @@ class Plan:
         if not isinstance(tracer, SdkTracer):
             return cls(provider, tracer)  # another SDK: always the plain API path
         sampler = tracer.sampler
+        root = sampler._root if isinstance(sampler, ParentBased) else sampler
+        drop_roots = _always_drops(root)
         if isinstance(sampler, ParentBased):
-            drop_roots = _always_drops(sampler._root)
             drop_unsampled = _always_drops(sampler._remote_parent_not_sampled)
         else:
-            drop_roots = drop_unsampled = _always_drops(sampler)
+            drop_unsampled = drop_roots
         generator = tracer.id_generator
+        root_bound = None
+        if (
+            isinstance(generator, SamplingIdGenerator)
+            and isinstance(root, TraceIdRatioBased)
+            and 0 < root.bound <= _TRACE_ID_LIMIT
+        ):
+            root_bound = root.bound
+        random_flag = TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0
         return cls(
             provider,
             tracer,
@@ -211,7 +260,50 @@ class Plan:
             drop_unsampled_remote=drop_unsampled,
             attribute_blind=_attribute_blind(sampler),
             id_generator=generator,
-            random_flag=TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0,
+            random_flag=random_flag,
+            root_flags=TraceFlags(random_flag),
+            root_bound=root_bound,
+        )
+
+    def root_span(self) -> Span | None:
+        """For a request without a parent: a non-recording span if the sampler drops it,
+        else None (then the SDK makes the span; a primed generator gives it our id)."""
+        if self.drop_roots:
+            return self.dropped_root()
+        bound = self.root_bound
+        if bound is None:
+            return None
+        generator = self.id_generator
+        assert isinstance(generator, SamplingIdGenerator)
+        trace_id = generator.random_trace_id()
+        if trace_id & _TRACE_ID_LIMIT < bound:
+            generator.prime(trace_id)
+            return None
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id, generator.generate_span_id(), False, self.root_flags, _EMPTY_STATE
+            )
+        )
+
+    def unprime(self) -> None:
+        """Drop a primed id the SDK did not consume (a tracer that made no span)."""
+        if self.root_bound is not None:
+            generator = self.id_generator
+            assert isinstance(generator, SamplingIdGenerator)
+            generator.prime(0)
+
+    def dropped_root(self) -> Span:
+        """The non-recording span the SDK would make for a dropped root (needs drop_roots)."""
+        generator = self.id_generator
+        assert generator is not None
+        return NonRecordingSpan(
+            SpanContext(
+                generator.generate_trace_id(),
+                generator.generate_span_id(),
+                False,
+                self.root_flags,
+                _EMPTY_STATE,
+            )
         )
 
     def certain_drop(self, parent: SpanContext) -> Span | None:
@@ -254,12 +346,15 @@ class PropagationFields:
         self.fields: frozenset[str] = frozenset()
         self.raw_fields: frozenset[bytes] = frozenset()
 
+    def refresh(self, textmap: TextMapPropagator) -> None:
+        self.fields = frozenset(f.lower() for f in textmap.fields)
+        self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
+        self.textmap = textmap
+
     def current(self) -> TextMapPropagator:
         textmap = get_global_textmap()
         if textmap is not self.textmap:
-            self.fields = frozenset(f.lower() for f in textmap.fields)
-            self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
-            self.textmap = textmap
+            self.refresh(textmap)
         return textmap
 
     def extract(self, textmap: TextMapPropagator, carrier: dict[str, str]) -> Context:

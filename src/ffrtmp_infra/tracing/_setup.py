@@ -11,12 +11,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.semconv.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
 
 from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._config import TracingConfig
 from ffrtmp_infra.tracing._errors import MissingDependencyError
+from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
-__all__ = ["TracingHandle", "active_config", "init_tracer"]
+__all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
 
 _log = logging.getLogger("ffrtmp_infra.tracing")
 _lock = threading.Lock()
@@ -85,11 +88,11 @@ def _resource(config: TracingConfig) -> Resource:
     # Only keys we were given: anything left out keeps its OTEL_RESOURCE_ATTRIBUTES value.
     attributes: dict[str, Any] = dict(config.resource_attributes)
     if config.service_name:
-        attributes["service.name"] = config.service_name
+        attributes[SERVICE_NAME] = config.service_name
     if config.service_version:
-        attributes["service.version"] = config.service_version
+        attributes[SERVICE_VERSION] = config.service_version
     if config.environment:
-        attributes["deployment.environment.name"] = config.environment
+        attributes[DEPLOYMENT_ENVIRONMENT_NAME] = config.environment
     attributes.setdefault("telemetry.distro.name", "ffrtmp-infra")
     attributes.setdefault("telemetry.distro.version", __version__)
     return Resource.create(attributes)
@@ -111,6 +114,33 @@ def _exporter(config: TracingConfig) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+
+
+def build_tracer_provider(
+    config: TracingConfig | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> TracerProvider:
+    """The SDK provider :func:`init_tracer` would install, without installing it.
+
+    For tests and for processes that need several providers; the middleware
+    takes it as ``tracer_provider=``. Ignores ``config.enabled``. Its id
+    generator lets the middleware decide ratio sampling before building
+    anything (see ``SamplingIdGenerator``).
+    """
+    config = config if config is not None else TracingConfig()
+    provider = TracerProvider(
+        resource=_resource(config),
+        sampler=_sampler(config),
+        id_generator=SamplingIdGenerator(),
+    )
+    if span_processor is None:
+        if exporter is None:
+            exporter = _exporter(config)
+        span_processor = BatchSpanProcessor(exporter)
+    provider.add_span_processor(span_processor)
+    return provider
 
 
 def init_tracer(

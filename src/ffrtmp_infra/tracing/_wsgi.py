@@ -9,21 +9,34 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
-    describe,
-    exception_type,
     global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
 )
+from ffrtmp_infra.tracing._spans import record_error
 
 __all__ = ["WSGITracingMiddleware"]
 
@@ -92,8 +105,12 @@ class WSGITracingMiddleware:
             value = environ.get("HTTP_" + field.upper().replace("-", "_"))
             if value:
                 carrier[field] = value
-        parent = self._fields.extract(textmap, carrier)
-        span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+        if carrier:
+            parent = self._fields.extract(textmap, carrier)
+            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+        else:
+            parent = Context()
+            span = plan.root_span()
         method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         if span is None:
             name = route_name(method, None)
@@ -104,6 +121,7 @@ class WSGITracingMiddleware:
             else:
                 attributes = _attributes(environ, path, method, original)
                 span = plan.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            plan.unprime()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             if not span.is_recording():
@@ -123,16 +141,16 @@ class WSGITracingMiddleware:
             code = status.split(" ", 1)[0]
             if code.isdigit():
                 status_code = int(code)
-                span.set_attribute("http.response.status_code", status_code)
+                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
                 if status_code >= 500:
-                    span.set_attribute("error.type", code)
+                    span.set_attribute(ERROR_TYPE, code)
                     span.set_status(Status(StatusCode.ERROR))
             try:
                 route = route_getter(environ)
             except Exception:  # a broken getter must not break the response
                 route = None
             if route:
-                span.set_attribute("http.route", route)
+                span.set_attribute(HTTP_ROUTE, route)
                 span.update_name(route_name(method, route))
             if exc_info is None:
                 return start_response(status, headers)
@@ -148,9 +166,8 @@ class WSGITracingMiddleware:
 
 
 def _record(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_attribute("error.type", exception_type(exc))
-    span.set_status(Status(StatusCode.ERROR, describe(exc)))
+    record_error(span, exc)
+    remember_span(exc, span.get_span_context())
 
 
 class _SpanClosingBody:
@@ -186,15 +203,15 @@ class _SpanClosingBody:
 
 def _attributes(environ: Environ, path: str, method: str, original: str | None) -> Attributes:
     attributes: Attributes = {
-        "http.request.method": method,
-        "url.scheme": environ.get("wsgi.url_scheme", "http"),
-        "url.path": path or "/",
+        HTTP_REQUEST_METHOD: method,
+        URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
+        URL_PATH: path or "/",
     }
     if original is not None:
-        attributes["http.request.method_original"] = original
+        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
     query = environ.get("QUERY_STRING")
     if query:
-        attributes["url.query"] = redact_query(query)
+        attributes[URL_QUERY] = redact_query(query)
     host = environ.get("HTTP_HOST")
     port: int | None = None
     if host:
@@ -205,17 +222,17 @@ def _attributes(environ: Environ, path: str, method: str, original: str | None) 
         server_port = str(environ.get("SERVER_PORT", ""))
         port = int(server_port) if server_port.isdigit() else None
     if address:
-        attributes["server.address"] = address
+        attributes[SERVER_ADDRESS] = address
     if port is not None:
-        attributes["server.port"] = port
+        attributes[SERVER_PORT] = port
     protocol = environ.get("SERVER_PROTOCOL", "")
     if protocol.startswith("HTTP/"):
-        attributes["network.protocol.version"] = protocol[5:]
+        attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
     if environ.get("REMOTE_ADDR"):
-        attributes["client.address"] = environ["REMOTE_ADDR"]
+        attributes[CLIENT_ADDRESS] = environ["REMOTE_ADDR"]
     remote_port = str(environ.get("REMOTE_PORT", ""))
     if remote_port.isdigit():
-        attributes["client.port"] = int(remote_port)
+        attributes[CLIENT_PORT] = int(remote_port)
     if environ.get("HTTP_USER_AGENT"):
-        attributes["user_agent.original"] = environ["HTTP_USER_AGENT"]
+        attributes[USER_AGENT_ORIGINAL] = environ["HTTP_USER_AGENT"]
     return attributes
