@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ffrtmp_infra.resources import MemoryBackend, ResourceManager
+from ffrtmp_infra.resources import MemoryBackend, RedisBackend, ResourceManager
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
 MakeManager = Callable[..., ResourceManager]
 
@@ -24,13 +25,14 @@ def make_manager(backend_name: str, request: pytest.FixtureRequest) -> Iterator[
     """Builds managers on the parametrised backend; all share one store per test."""
     made: list[ResourceManager] = []
 
-    def make(**kwargs: Any) -> ResourceManager:
+    def make(*, prefix: str | None = None, **kwargs: Any) -> ResourceManager:
         if backend_name == "memory":
             backend: Any = MemoryBackend()
         else:
-            from ffrtmp_infra.resources import RedisBackend
-
-            backend = RedisBackend(request.getfixturevalue("redis_url"))
+            # A fresh prefix per manager keeps Hypothesis examples apart; pass the same
+            # prefix to model two masters sharing one ledger.
+            url = request.getfixturevalue("redis_server").url
+            backend = RedisBackend(url, prefix=prefix or f"t-{uuid.uuid4().hex[:12]}")
         manager = ResourceManager(backend, **kwargs)
         made.append(manager)
         return manager

@@ -20,6 +20,7 @@ from ._errors import (
 from ._manager import ResourceManager
 from ._memory import MemoryBackend
 from ._quantity import parse_cpu, parse_ram
+from ._redis import RedisBackend
 from ._scoring import BALANCED, BINPACK, SPREAD, Scorer
 from ._types import Node, RegisterResult, Reservation, Resources, Snapshot
 
@@ -35,6 +36,7 @@ __all__ = [
     "NoNodeAvailableError",
     "Node",
     "NodeDrainingError",
+    "RedisBackend",
     "RegisterResult",
     "Reservation",
     "ResourceError",
