@@ -26,6 +26,7 @@ from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapsho
 _MAX_CORES = MAX_CPU_MILLI // 1000
 _MAX_GIB = MAX_RAM_MIB >> 10
 _NO_EXCLUDE: frozenset[str] = frozenset()
+_NO_EXT: dict[str, int] = {}  # shared; backends never mutate the ext they are given
 
 Amount = int | float | str
 SelectorSpec = Mapping[str, str | Collection[str]]
@@ -107,6 +108,8 @@ class ResourceManager:
         self._scorer = resolve_scorer(scorer)
         self._system_reserve = parse_reserve(system_reserve)
         self._closed = False
+        # release takes no parsing: bind the hottest call straight to the backend.
+        self.release = self._backend.release  # type: ignore[method-assign]
         from ._metrics import ResourceMetrics
 
         self._metrics = ResourceMetrics(self, meter_provider)
@@ -249,11 +252,13 @@ class ResourceManager:
         Reserving the same job again with the same request returns the existing
         reservation; a different request raises DuplicateJobError.
         """
-        job_id = _job(job_id)
+        # The hot path: ints go straight through; anything else is parsed and checked.
+        if type(job_id) is not str or not job_id or len(job_id) > 256 or not job_id.isprintable():
+            check_id(job_id, "job_id")
         rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
         rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
         rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
-        ext = parse_extended(extended) if extended else {}
+        ext = parse_extended(extended) if extended else _NO_EXT
         return self._backend.reserve(job_id, node_id, rc, rr, rg, ext)
 
     async def areserve(

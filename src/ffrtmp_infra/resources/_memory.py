@@ -109,6 +109,7 @@ class MemoryBackend:
         self._nodes: dict[str, NodeState] = {}
         self._reservations: dict[str, Reservation] = {}
         self._index = Index()
+        self._dirty = self._index.dirty  # nodes whose index entry is stale
         self._seq = 0
         self.reserved_total = 0
         self.released_total = 0
@@ -222,7 +223,7 @@ class MemoryBackend:
         n.jobs[job_id] = res
         if not n.dirty:
             n.dirty = True
-            self._index.dirty.append(n)
+            self._dirty.append(n)
         self.reserved_total += 1
         return res
 
@@ -230,29 +231,56 @@ class MemoryBackend:
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
     ) -> Reservation:
         with self._lock:
-            res = self._reservations.get(job_id)
-            if res is not None:
-                return self._existing(res, node_id, rc, rr, rg, ext)
+            reservations = self._reservations
             n = self._nodes.get(node_id)
-            if n is None:
-                raise UnknownNodeError(node_id)
-            if n.draining:
-                self.rejected_total += 1
-                raise NodeDrainingError(node_id)
             if (
-                rc > n.alloc_cpu - n.used_cpu
+                n is None
+                or job_id in reservations
+                or rg
+                or ext
+                or n.draining
+                or rc > n.alloc_cpu - n.used_cpu
                 or rr > n.alloc_ram - n.used_ram
-                or rg > n.alloc_gpu - n.used_gpu
-                or (
-                    ext
-                    and any(
-                        v > n.alloc_ext.get(k, 0) - n.used_ext.get(k, 0) for k, v in ext.items()
-                    )
-                )
             ):
-                self.rejected_total += 1
-                raise insufficient(node_id, shortfall(n, rc, rr, rg, ext))
-            return self._take(n, job_id, rc, rr, rg, ext)
+                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
+            # The common case (CPU and RAM only, fits): no helper calls, two tuple builds.
+            n.used_cpu += rc
+            n.used_ram += rr
+            res: Reservation = _new(
+                Reservation, (job_id, node_id, _new(Resources, (rc, rr, 0, EMPTY)), ())
+            )
+            reservations[job_id] = res
+            n.jobs[job_id] = res
+            if not n.dirty:
+                n.dirty = True
+                self._dirty.append(n)
+            self.reserved_total += 1
+            return res
+
+    def _reserve_general(
+        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        res = self._reservations.get(job_id)
+        if res is not None:
+            return self._existing(res, node_id, rc, rr, rg, ext)
+        n = self._nodes.get(node_id)
+        if n is None:
+            raise UnknownNodeError(node_id)
+        if n.draining:
+            self.rejected_total += 1
+            raise NodeDrainingError(node_id)
+        if (
+            rc > n.alloc_cpu - n.used_cpu
+            or rr > n.alloc_ram - n.used_ram
+            or rg > n.alloc_gpu - n.used_gpu
+            or (
+                ext
+                and any(v > n.alloc_ext.get(k, 0) - n.used_ext.get(k, 0) for k, v in ext.items())
+            )
+        ):
+            self.rejected_total += 1
+            raise insufficient(node_id, shortfall(n, rc, rr, rg, ext))
+        return self._take(n, job_id, rc, rr, rg, ext)
 
     def reserve_any(
         self,
@@ -335,28 +363,33 @@ class MemoryBackend:
             res = self._reservations.pop(job_id, None)
             if res is None:
                 return None
-            n = self._nodes[res.node_id]
+            n = self._nodes[res[1]]
             del n.jobs[job_id]
             req = res[2]
             n.used_cpu -= req[0]
             n.used_ram -= req[1]
-            if req[2]:
-                n.used_gpu -= req[2]
-                for d in res[3]:
-                    n.gpu_mask &= ~(1 << d)
-            if req[3]:
-                used_ext = n.used_ext
-                for k, v in req[3].items():
-                    left = used_ext[k] - v
-                    if left:
-                        used_ext[k] = left
-                    else:
-                        del used_ext[k]
+            if req[2] or req[3]:
+                self._give_back(n, res)
             if not n.dirty:
                 n.dirty = True
-                self._index.dirty.append(n)
+                self._dirty.append(n)
             self.released_total += 1
             return res
+
+    @staticmethod
+    def _give_back(n: NodeState, res: Reservation) -> None:
+        req = res.resources
+        if req.gpu:
+            n.used_gpu -= req.gpu
+            for d in res.gpu_devices:
+                n.gpu_mask &= ~(1 << d)
+        used_ext = n.used_ext
+        for k, v in req.extended.items():
+            left = used_ext[k] - v
+            if left:
+                used_ext[k] = left
+            else:
+                del used_ext[k]
 
     def get_reservation(self, job_id: str) -> Reservation | None:
         return self._reservations.get(job_id)
