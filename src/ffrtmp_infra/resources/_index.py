@@ -222,13 +222,67 @@ class Shape:
         order = range(end - 1, -1, -1) if kind == "binpack" else range(end)
         members, buckets = self.members, self.buckets
         bound_r = max_r if kind == "binpack" else 0
+        ac1, ar1 = ac or 1, ar or 1
+        den = ac1 * ar1
         for k in order:
             uc, ug = keys[k]
             if ug > max_g:
                 continue
-            if kind != "balanced" and builtin_score(kind, ac, ar, uc, bound_r, rc, rr) < best_score:
-                break  # no node of this bucket, or of any later one, can do better
             bucket = buckets[(uc, ug)]
+            if kind != "balanced":
+                if builtin_score(kind, ac, ar, uc, bound_r, rc, rr) < best_score:
+                    break  # no node of this bucket, or of any later one, can do better
+            else:
+                # Balanced, inlined (it cannot stop early, so every bucket is visited):
+                # the best entry has (ur + rr) * ac nearest target = (uc + rc) * ar.
+                target = (uc + rc) * ar1
+                top = bisect_right(bucket, max_r << SEQ_BITS | SEQ_MASK)
+                if top == 0:
+                    continue
+                split = target // ac1 - rr
+                right = (
+                    bisect_right(bucket, split << SEQ_BITS | SEQ_MASK, 0, top) if split >= 0 else 0
+                )
+                if right:
+                    below = bucket[right - 1]
+                    gap_below = target - ((below >> SEQ_BITS) + rr) * ac1
+                    if right < top:
+                        above = bucket[right]
+                        gap_above = ((above >> SEQ_BITS) + rr) * ac1 - target
+                    else:
+                        gap_above = BIG
+                else:
+                    gap_below = BIG
+                    above = bucket[0]
+                    gap_above = ((above >> SEQ_BITS) + rr) * ac1 - target
+                gap = gap_below if gap_below <= gap_above else gap_above
+                score = (den - gap) / den
+                if score < best_score:
+                    continue
+                if gap_below <= gap_above:
+                    # the lowest seq among entries with that RAM use
+                    entry = bucket[bisect_left(bucket, below & ~SEQ_MASK, 0, right)]
+                    if gap_below == gap_above and above & SEQ_MASK < entry & SEQ_MASK:
+                        entry = above
+                else:
+                    entry = above
+                seq = entry & SEQ_MASK
+                if score == best_score and seq > best_seq:
+                    continue
+                node = members[seq]
+                if node.node_id not in exclude and (not ext or _fits_ext(node, ext)):
+                    best_score, best_seq, found = score, seq, node
+                    continue
+                for entry in self._ordered(kind, bucket, uc, rc, rr, max_r):
+                    seq = entry & SEQ_MASK
+                    score = builtin_score(kind, ac, ar, uc, entry >> SEQ_BITS, rc, rr)
+                    if score < best_score or (score == best_score and seq > best_seq):
+                        break
+                    node = members[seq]
+                    if node.node_id not in exclude and (not ext or _fits_ext(node, ext)):
+                        best_score, best_seq, found = score, seq, node
+                        break
+                continue
             entry = self._first(kind, bucket, uc, rc, rr, max_r)
             if entry < 0:
                 continue

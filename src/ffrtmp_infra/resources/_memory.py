@@ -19,6 +19,7 @@ from ._scoring import BuiltinScorer, Scorer, Selector, builtin_score, matches
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
 _new = tuple.__new__
+_REQUESTS: dict[int, Resources] = {}  # (cpu_milli << 32 | ram_mib) -> shared Resources
 
 
 def node_view(n: NodeState) -> Node:
@@ -243,12 +244,16 @@ class MemoryBackend:
                 or rr > n.alloc_ram - n.used_ram
             ):
                 return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
-            # The common case (CPU and RAM only, fits): no helper calls, two tuple builds.
+            # The common case (CPU and RAM only, fits): no helper calls, and the request
+            # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
             n.used_cpu += rc
             n.used_ram += rr
-            res: Reservation = _new(
-                Reservation, (job_id, node_id, _new(Resources, (rc, rr, 0, EMPTY)), ())
-            )
+            req = _REQUESTS.get(rc << 32 | rr)
+            if req is None:
+                req = _new(Resources, (rc, rr, 0, EMPTY))
+                if len(_REQUESTS) < 4096:
+                    _REQUESTS[rc << 32 | rr] = req
+            res: Reservation = _new(Reservation, (job_id, node_id, req, ()))
             reservations[job_id] = res
             n.jobs[job_id] = res
             if not n.dirty:
