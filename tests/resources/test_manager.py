@@ -256,3 +256,15 @@ def test_snapshot_is_consistent(manager: ResourceManager) -> None:
     assert set(snap.nodes) == {"a"}
     assert set(snap.reservations) == {"j"}
     assert snap.used_by_node()["a"] == snap.nodes["a"].used
+
+
+def test_reregistration_replaces_labels_and_extended_resources(manager: ResourceManager) -> None:
+    manager.register_node("n", cpu=4, labels={"zone": "a", "old": "x"}, extended={"nv": 2})
+    node = manager.register_node("n", cpu=4, labels={"zone": "b"}, extended={"qsv": 1}).node
+    assert dict(node.labels) == {"zone": "b"}
+    assert dict(node.capacity.extended) == {"qsv": 1}
+    assert manager.get_available_nodes(selector={"zone": "a"}) == []
+    assert manager.get_available_nodes(selector={"zone": "b"}) == ["n"]
+    with pytest.raises(InsufficientResourcesError):
+        manager.reserve("j", "n", extended={"nv": 1})
+    assert manager.reserve_any("k", extended={"qsv": 1}).node_id == "n"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ffrtmp_infra.resources import (
+    BackendUnavailableError,
     InvalidAmountError,
     RedisBackend,
     ResourceManager,
@@ -161,3 +162,17 @@ def test_bad_configuration_fails_at_construction() -> None:
         RedisBackend("redis://127.0.0.1:1/0", prefix="a{b}")
     with pytest.raises(InvalidAmountError, match="client"):
         RedisBackend(42)
+
+
+def test_a_dead_redis_is_a_clear_error_and_recovery_needs_no_restart(
+    private_redis: RedisServer,
+) -> None:
+    manager = ResourceManager(RedisBackend(private_redis.url, prefix="dead"))
+    manager.register_node("n", cpu=2)
+    private_redis.kill()
+    with pytest.raises(BackendUnavailableError, match="Redis is unavailable"):
+        manager.reserve("j", "n", cpu=1)
+    private_redis.start()  # an empty server again (no persistence)
+    manager.register_node("n", cpu=2)
+    assert manager.reserve("j", "n", cpu=1).node_id == "n"
+    manager.close()

@@ -9,6 +9,7 @@ Redis (:class:`RedisBackend`) so several masters share it safely.
 
 from ._backend import Backend
 from ._errors import (
+    BackendUnavailableError,
     DuplicateJobError,
     InsufficientResourcesError,
     InvalidAmountError,
@@ -29,6 +30,7 @@ __all__ = [
     "BINPACK",
     "SPREAD",
     "Backend",
+    "BackendUnavailableError",
     "DuplicateJobError",
     "InsufficientResourcesError",
     "InvalidAmountError",

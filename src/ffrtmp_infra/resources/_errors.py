@@ -57,3 +57,8 @@ class NoNodeAvailableError(InsufficientResourcesError):
 
     def __init__(self, message: str) -> None:
         super().__init__(None, {}, message)
+
+
+class BackendUnavailableError(ResourceError):
+    """The storage backend (Redis) could not be reached; nothing was changed or the
+    outcome is unknown (check with ``get_reservation`` before retrying)."""

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._errors import (
+    BackendUnavailableError,
     DuplicateJobError,
     InsufficientResourcesError,
     InvalidAmountError,
@@ -133,6 +134,10 @@ class RedisBackend:
                 f"prefix must be a non-empty string without braces, got {prefix!r}"
             )
         self._base = "{" + prefix + "}"
+        self._down: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
         self._sync: Any = None
         self._async: Any = None
         self._owned = False
@@ -170,13 +175,19 @@ class RedisBackend:
         script = self._scripts.get(name)
         if script is None:
             raise ResourceError("this RedisBackend was built on an asyncio client; use a* methods")
-        return script(keys=[self._base], args=list(args))
+        try:
+            return script(keys=[self._base], args=list(args))
+        except self._down as exc:
+            raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
     async def _arun(self, name: str, args: Sequence[Any]) -> Any:
         script = self._ascripts.get(name)
         if script is None:
             raise ResourceError("this RedisBackend was built on a sync client; use sync methods")
-        return await script(keys=[self._base], args=list(args))
+        try:
+            return await script(keys=[self._base], args=list(args))
+        except self._down as exc:
+            raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
     # -- argument building and result decoding (shared by sync and async) -----------
 
