@@ -268,3 +268,19 @@ def test_reregistration_replaces_labels_and_extended_resources(manager: Resource
     with pytest.raises(InsufficientResourcesError):
         manager.reserve("j", "n", extended={"nv": 1})
     assert manager.reserve_any("k", extended={"qsv": 1}).node_id == "n"
+
+
+@pytest.mark.parametrize("bad", [None, 7, ["n"]])
+def test_bad_ids_are_invalid_input_everywhere(manager: ResourceManager, bad: object) -> None:
+    manager.register_node("n", cpu=1)
+    calls = [
+        lambda: manager.reserve("j", bad, cpu=1),  # type: ignore[arg-type]
+        lambda: manager.get_node(bad),  # type: ignore[arg-type]
+        lambda: manager.drain(bad),  # type: ignore[arg-type]
+        lambda: manager.unregister_node(bad),  # type: ignore[arg-type]
+        lambda: manager.get_reservation(bad),  # type: ignore[arg-type]
+    ]
+    calls.append(lambda: manager.release(bad))  # type: ignore[arg-type]
+    for call in calls:
+        with pytest.raises(InvalidAmountError):
+            call()

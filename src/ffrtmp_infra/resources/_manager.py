@@ -205,34 +205,42 @@ class ResourceManager:
 
     def drain(self, node_id: str) -> Node:
         """Stop placing new reservations on the node; existing ones stay."""
+        check_id(node_id, "node_id")
         return self._backend.set_draining(node_id, True)
 
     async def adrain(self, node_id: str) -> Node:
         """Async twin of :meth:`drain`."""
+        check_id(node_id, "node_id")
         return await self._backend.aset_draining(node_id, True)
 
     def undrain(self, node_id: str) -> Node:
         """Put a drained node back in service."""
+        check_id(node_id, "node_id")
         return self._backend.set_draining(node_id, False)
 
     async def aundrain(self, node_id: str) -> Node:
         """Async twin of :meth:`undrain`."""
+        check_id(node_id, "node_id")
         return await self._backend.aset_draining(node_id, False)
 
     def unregister_node(self, node_id: str) -> list[Reservation]:
         """Remove the node and its reservations; returns them so their jobs can be requeued."""
+        check_id(node_id, "node_id")
         return self._backend.unregister(node_id)
 
     async def aunregister_node(self, node_id: str) -> list[Reservation]:
         """Async twin of :meth:`unregister_node`."""
+        check_id(node_id, "node_id")
         return await self._backend.aunregister(node_id)
 
     def get_node(self, node_id: str) -> Node:
         """The node's capacity, allocatable, use, labels and state; UnknownNodeError if absent."""
+        check_id(node_id, "node_id")
         return self._backend.get_node(node_id)
 
     async def aget_node(self, node_id: str) -> Node:
         """Async twin of :meth:`get_node`."""
+        check_id(node_id, "node_id")
         return await self._backend.aget_node(node_id)
 
     # -- reservations --------------------------------------------------------------
@@ -255,6 +263,8 @@ class ResourceManager:
         # The hot path: ints go straight through; anything else is parsed and checked.
         if type(job_id) is not str or not job_id or len(job_id) > 256 or not job_id.isprintable():
             check_id(job_id, "job_id")
+        if type(node_id) is not str:
+            check_id(node_id, "node_id")
         rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
         rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
         rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
@@ -272,6 +282,7 @@ class ResourceManager:
         extended: Mapping[str, Amount] | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve`."""
+        check_id(node_id, "node_id")
         rc, rr, rg = _request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else {}
         return await self._backend.areserve(_job(job_id), node_id, rc, rr, rg, ext)
@@ -341,14 +352,17 @@ class ResourceManager:
 
     async def arelease(self, job_id: str) -> Reservation | None:
         """Async twin of :meth:`release`."""
+        check_id(job_id, "job_id")
         return await self._backend.arelease(job_id)
 
     def get_reservation(self, job_id: str) -> Reservation | None:
         """The job's reservation, or None."""
+        check_id(job_id, "job_id")
         return self._backend.get_reservation(job_id)
 
     async def aget_reservation(self, job_id: str) -> Reservation | None:
         """Async twin of :meth:`get_reservation`."""
+        check_id(job_id, "job_id")
         return await self._backend.aget_reservation(job_id)
 
     def get_available_nodes(

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from ._errors import (
     DuplicateJobError,
     InsufficientResourcesError,
+    InvalidAmountError,
     NodeDrainingError,
     NoNodeAvailableError,
     UnknownNodeError,
@@ -365,8 +366,13 @@ class MemoryBackend:
 
     def release(self, job_id: str) -> Reservation | None:
         with self._lock:
-            res = self._reservations.pop(job_id, None)
+            try:
+                res = self._reservations.pop(job_id, None)
+            except TypeError:  # unhashable: free to catch, try costs nothing on 3.11+
+                res = None
             if res is None:
+                if type(job_id) is not str:
+                    raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
                 return None
             n = self._nodes[res[1]]
             del n.jobs[job_id]

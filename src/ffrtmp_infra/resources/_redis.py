@@ -358,6 +358,8 @@ class RedisBackend:
         raise NoNodeAvailableError(f"no node can hold {request.describe()}")
 
     def release(self, job_id: str) -> Reservation | None:
+        if type(job_id) is not str:
+            raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
         raw = self._run("release", [job_id])
         return _reservation(raw) if raw else None
 
@@ -476,6 +478,8 @@ class RedisBackend:
         raise NoNodeAvailableError(f"no node can hold {request.describe()}")
 
     async def arelease(self, job_id: str) -> Reservation | None:
+        if type(job_id) is not str:
+            raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
         raw = await self._arun("release", [job_id])
         return _reservation(raw) if raw else None
 
