@@ -1,0 +1,1 @@
+"""Code shared by the reference master, worker and CLI: scenarios, job specs, ffmpeg."""
