@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -18,7 +19,7 @@ from tests.support.ffmpeg import FFmpeg
 
 
 def test_config_rejects_bad_values_naming_them(tmp_path: Path) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"master": "ftp://x"}, "master must be an http:// or https:// URL"),
         ({"node_id": "a/b"}, "node_id must match"),
         ({"cpu": -1}, "cpu must be > 0, got -1"),
@@ -32,7 +33,7 @@ def test_config_rejects_bad_values_naming_them(tmp_path: Path) -> None:
     for overrides, message in cases:
         kwargs = {"master": "http://127.0.0.1:1", "output_dir": tmp_path, **overrides}
         with pytest.raises(ValueError, match=message):
-            WorkerConfig(**kwargs)  # type: ignore[arg-type]
+            WorkerConfig(**kwargs)
 
 
 def test_default_node_id_is_stable_and_differs_per_output_dir(tmp_path: Path) -> None:
