@@ -95,6 +95,8 @@ class Cluster:
         # Keys go through the environment, not argv, so `ps` does not show them.
         env["FFRTMP_API_KEY"] = self.api_key
         env["FFRTMP_WORKER_KEY"] = self.worker_key
+        if not env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            env["OTEL_SDK_DISABLED"] = "true"  # no collector configured: no export attempts
         return env
 
     def _spawn(self, name: str, argv: Sequence[str]) -> Child:
@@ -219,9 +221,12 @@ class Cluster:
         raise RuntimeError(f"{count} workers did not register in {timeout:.0f}s")
 
     def stop(self) -> None:
-        """Stop workers first (they drain and deregister), then the master and the rest."""
-        order = sorted(self.children, key=lambda c: (not c.name.startswith("node-"), c.name))
-        for child in order:
+        """Stop the workers together (they drain and deregister), then everything else."""
+        workers = [c for c in self.children if c.name.startswith("node-")]
+        for child in workers:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in workers + [c for c in self.children if c not in workers]:
             child.stop()
 
 
@@ -316,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster.start(args.workers)
         with APIClient(cluster.url, api_key=cluster.api_key) as client:
             cluster.wait_for_nodes(args.workers, client)
+            print(f"cluster up in {time.monotonic() - began:.1f} s")
             for label, spec in JOBS:
                 if spec["scenario"] == "live-rtmp":
                     spec = {**spec, "output": {"url": cluster.rtmp_url}}

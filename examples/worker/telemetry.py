@@ -8,6 +8,7 @@ hook that propagates the current context on every request to the master (so the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,8 +28,6 @@ try:
 
     TRACING_AVAILABLE = True
 except ImportError:  # TEMPORARY until the tracing library is merged into main (issue 4)
-    import os
-
     TRACING_AVAILABLE = False
 
     def extract_headers(headers: Mapping[str, str]) -> Any:  # type: ignore[misc]
@@ -69,12 +68,19 @@ __all__ = [
 
 
 def start_tracing(*, otlp_endpoint: str | None, sample_ratio: float | None, version: str) -> Any:
-    """Initialise tracing for the worker process (``OTEL_*`` variables fill the gaps).
+    """Initialise tracing when an endpoint is configured (flag or ``OTEL_EXPORTER_OTLP_*``).
 
-    Returns the library's handle (``.shutdown()`` flushes spans).
+    ``OTEL_*`` variables fill the other settings. Returns the library's handle
+    (``.shutdown()`` flushes spans), or ``None`` when tracing stays off.
     """
     if not TRACING_AVAILABLE:
         return None
+    configured = otlp_endpoint or any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    if not configured:
+        return None  # opt-in: no endpoint, no exporter (the span helpers are then no-ops)
     config = TracingConfig(
         service_name="ffrtmp-worker",
         service_version=version,
