@@ -43,6 +43,7 @@ __all__ = [
     "input_source",
     "list_encoders",
     "output_duration",
+    "parse_duration",
     "probe",
     "resolve_settings",
     "usable_encoders",
@@ -67,6 +68,8 @@ INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,avi,wav,mp3,aa
 #: Protocols a file input may use; a URL input adds the network ones.
 FILE_PROTOCOLS = "file"
 URL_PROTOCOLS = "http,https,tcp,tls"
+#: Network inputs: analyse one second of stream, not ffmpeg's default five, before starting.
+URL_PROBE_ARGS = ("-analyzeduration", "1000000", "-probesize", "2000000")
 
 _JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RESOLUTION = re.compile(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})")
@@ -205,6 +208,7 @@ def probe(ffmpeg: str, source: str, *, timeout: float = 30.0) -> MediaInfo:
         INPUT_FORMATS,
         "-protocol_whitelist",
         URL_PROTOCOLS if is_url else FILE_PROTOCOLS,
+        *(URL_PROBE_ARGS if is_url else ()),
         "-i",
         source,
     ]
@@ -398,6 +402,7 @@ def _input_args(
         INPUT_FORMATS,
         "-protocol_whitelist",
         protocols,
+        *(URL_PROBE_ARGS if kind == "url" else ()),
         "-i",
         str(source),
     ]
@@ -629,6 +634,15 @@ def collect_outputs(job_dir: Path, output_dir: Path) -> list[dict[str, Any]]:
             {"path": path.relative_to(output_dir).as_posix(), "size": path.stat().st_size}
         )
     return outputs
+
+
+def parse_duration(line: str) -> float | None:
+    """The seconds of an ffmpeg ``Duration: 00:01:02.50`` log line, else ``None``."""
+    match = _DURATION.search(line)
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def hls_duration(playlist: Path) -> float | None:

@@ -33,6 +33,7 @@ from examples.common.ffmpeg import (
     collect_outputs,
     input_source,
     output_duration,
+    parse_duration,
     probe,
 )
 from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
@@ -211,7 +212,10 @@ class JobRunner:
         info: MediaInfo | None = None
         if isinstance(spec_input, dict):
             source = input_source(spec_input, self.media_root)
-            if source is not None:
+            # Files are probed (cheap, local). A URL is read once, by the transcode itself,
+            # unless the HLS ladder must know up front whether there is an audio stream.
+            needs_probe = spec_input.get("type") == "file" or scenario.kind == "hls"
+            if source is not None and needs_probe:
                 try:
                     info = probe(self.ffmpeg, source)
                 except ValueError as exc:
@@ -275,7 +279,10 @@ class JobRunner:
                 "job %s attempt %d: ffmpeg started (pid %d)", self.job_id, self.attempt, process.pid
             )
             stderr_reader = threading.Thread(
-                target=_drain, args=(process.stderr, tail), name="ffmpeg-stderr", daemon=True
+                target=_drain,
+                args=(process.stderr, tail, parser),
+                name="ffmpeg-stderr",
+                daemon=True,
             )
             stderr_reader.start()
             reporter.start()
@@ -400,7 +407,15 @@ class JobRunner:
                 delay = min(delay * 2, 5.0)
 
 
-def _drain(stream: Any, tail: collections.deque[str]) -> None:
-    """Keep the last lines of ffmpeg's log (read continuously so the pipe never fills)."""
+def _drain(stream: Any, tail: collections.deque[str], parser: ProgressParser) -> None:
+    """Keep the last lines of ffmpeg's log (read continuously so the pipe never fills).
+
+    When the input's duration was not known up front (a URL), ffmpeg's ``Duration:`` line
+    gives it, so progress can still be a percentage.
+    """
     for line in stream:
         tail.append(line)
+        if parser.duration_s is None and "Duration:" in line:
+            seconds = parse_duration(line)
+            if seconds:
+                parser.duration_s = seconds
