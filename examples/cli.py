@@ -251,8 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-key", help="client key (mTLS)")
     p.add_argument("--json", action="store_true", help="print raw JSON")
     sub = p.add_subparsers(dest="command", required=True)
+    # --json also works after the subcommand (SUPPRESS keeps the global value otherwise)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
-    submit = sub.add_parser("submit", help="submit a job")
+    submit = sub.add_parser("submit", help="submit a job", parents=[common])
     submit.add_argument("--scenario", required=True, help="see docs/examples.md for the list")
     submit.add_argument("--testsrc", type=float, metavar="SECONDS", help="generated test input")
     submit.add_argument("--size", help="test input size, WxH")
@@ -266,16 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--output", help="rtmp(s):// URL for live-rtmp")
     submit.add_argument("--wait", action="store_true", help="wait until the job ends")
 
-    status = sub.add_parser("status", help="show one job with its attempts")
+    status = sub.add_parser("status", help="show one job with its attempts", parents=[common])
     status.add_argument("job_id")
-    listing = sub.add_parser("list", help="list jobs, newest first")
+    listing = sub.add_parser("list", help="list jobs, newest first", parents=[common])
     listing.add_argument("--status", choices=["queued", "assigned", "running", *TERMINAL])
     listing.add_argument("--queue", choices=["live", "default", "batch"])
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--cursor")
     for name in ("cancel", "retry"):
-        sub.add_parser(name, help=f"{name} a job").add_argument("job_id")
-    nodes = sub.add_parser("nodes", help="list nodes, show one, or remove one")
+        sub.add_parser(name, help=f"{name} a job", parents=[common]).add_argument("job_id")
+    nodes = sub.add_parser("nodes", help="list nodes, show one, or remove one", parents=[common])
     nodes.add_argument("node_id", nargs="?")
     nodes.add_argument("--remove", action="store_true", help="drain and remove NODE_ID")
     return p
