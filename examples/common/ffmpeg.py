@@ -40,8 +40,10 @@ __all__ = [
     "encoder_works",
     "find_ffmpeg",
     "hls_duration",
+    "input_source",
     "list_encoders",
     "output_duration",
+    "parse_duration",
     "probe",
     "resolve_settings",
     "usable_encoders",
@@ -66,6 +68,8 @@ INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,flv,mpegts,avi,wav,mp3,aa
 #: Protocols a file input may use; a URL input adds the network ones.
 FILE_PROTOCOLS = "file"
 URL_PROTOCOLS = "http,https,tcp,tls"
+#: Network inputs: analyse one second of stream, not ffmpeg's default five, before starting.
+URL_PROBE_ARGS = ("-analyzeduration", "1000000", "-probesize", "2000000")
 
 _JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RESOLUTION = re.compile(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})")
@@ -204,6 +208,7 @@ def probe(ffmpeg: str, source: str, *, timeout: float = 30.0) -> MediaInfo:
         INPUT_FORMATS,
         "-protocol_whitelist",
         URL_PROTOCOLS if is_url else FILE_PROTOCOLS,
+        *(URL_PROBE_ARGS if is_url else ()),
         "-i",
         source,
     ]
@@ -329,6 +334,37 @@ def _check_job_id(job_id: str) -> None:
         raise SpecError(f"job_id must match [A-Za-z0-9._-]{{1,64}}, got {job_id!r}")
 
 
+def input_source(spec_input: Mapping[str, Any], media_root: Path | None) -> str | None:
+    """The file path or URL a job reads, checked; ``None`` for a generated test source.
+
+    A file must resolve (symlinks included) to a regular file under ``media_root``; a URL must
+    be http(s). Raises :class:`SpecError` naming the field otherwise.
+    """
+    kind = spec_input.get("type")
+    if kind == "testsrc":
+        return None
+    if kind == "file":
+        if media_root is None:
+            raise SpecError("input.type 'file' needs the worker to have a --media-root")
+        relative = spec_input.get("path")
+        if not isinstance(relative, str) or not relative or "\x00" in relative:
+            raise SpecError(f"input.path must be a non-empty relative path, got {relative!r}")
+        root = media_root.resolve()
+        candidate = (root / relative).resolve()
+        if Path(relative).is_absolute() or not candidate.is_relative_to(root):
+            raise SpecError(f"input.path must stay under the media root, got {relative!r}")
+        if not candidate.is_file():
+            raise SpecError(f"input.path {relative!r} does not exist under the media root")
+        return str(candidate)
+    if kind == "url":
+        url = spec_input.get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SpecError(f"input.url must be an http(s) URL, got {url!r}")
+        return str(url)
+    raise SpecError(f"input.type must be testsrc, file or url, got {kind!r}")
+
+
 def _input_args(
     spec_input: Mapping[str, Any],
     settings: EncodeSettings,
@@ -358,37 +394,17 @@ def _input_args(
         audio = f"sine=frequency=440:sample_rate=48000:duration={seconds}"
         args = [*realtime, "-f", "lavfi", "-i", video, *realtime, "-f", "lavfi", "-i", audio]
         return args, float(duration), True
-    if kind == "file":
-        if media_root is None:
-            raise SpecError("input.type 'file' needs the worker to have a --media-root")
-        relative = spec_input.get("path")
-        if not isinstance(relative, str) or not relative or "\x00" in relative:
-            raise SpecError(f"input.path must be a non-empty relative path, got {relative!r}")
-        root = media_root.resolve()
-        candidate = (root / relative).resolve()
-        if Path(relative).is_absolute() or not candidate.is_relative_to(root):
-            raise SpecError(f"input.path must stay under the media root, got {relative!r}")
-        if not candidate.is_file():
-            raise SpecError(f"input.path {relative!r} does not exist under the media root")
-        source = str(candidate)
-        protocols = FILE_PROTOCOLS
-    elif kind == "url":
-        url = spec_input.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SpecError(f"input.url must be an http(s) URL, got {url!r}")
-        source = str(url)
-        protocols = URL_PROTOCOLS
-    else:
-        raise SpecError(f"input.type must be testsrc, file or url, got {kind!r}")
+    source = input_source(spec_input, media_root)
+    protocols = URL_PROTOCOLS if kind == "url" else FILE_PROTOCOLS
     args = [
         *realtime,
         "-format_whitelist",
         INPUT_FORMATS,
         "-protocol_whitelist",
         protocols,
+        *(URL_PROBE_ARGS if kind == "url" else ()),
         "-i",
-        source,
+        str(source),
     ]
     duration_s = input_info.duration_s if input_info else None
     has_audio = input_info.has_audio if input_info else True
@@ -618,6 +634,15 @@ def collect_outputs(job_dir: Path, output_dir: Path) -> list[dict[str, Any]]:
             {"path": path.relative_to(output_dir).as_posix(), "size": path.stat().st_size}
         )
     return outputs
+
+
+def parse_duration(line: str) -> float | None:
+    """The seconds of an ffmpeg ``Duration: 00:01:02.50`` log line, else ``None``."""
+    match = _DURATION.search(line)
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def hls_duration(playlist: Path) -> float | None:

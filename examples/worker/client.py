@@ -1,0 +1,166 @@
+"""A small synchronous client for the master's worker-facing HTTP protocol."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "MasterClient",
+    "MasterError",
+    "MasterUnavailableError",
+    "NodeRemovedError",
+    "NodeUnknownError",
+    "SupersededError",
+    "tls_context",
+]
+
+
+class MasterError(Exception):
+    """The master answered with an error status; ``error`` is its ``{"error": ...}`` text."""
+
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(f"master answered {status}: {error}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+class MasterUnavailableError(Exception):
+    """The master could not be reached (connection refused, timeout, TLS failure...)."""
+
+
+class NodeUnknownError(MasterError):
+    """404 for this node: the master forgot it (register again)."""
+
+
+class NodeRemovedError(MasterError):
+    """410: an operator removed this node (stop working)."""
+
+
+class SupersededError(MasterError):
+    """409: this attempt is no longer current (``canceled`` when the job was canceled)."""
+
+    @property
+    def canceled(self) -> bool:
+        """True when the job was canceled rather than reassigned."""
+        return self.error == "canceled"
+
+
+def tls_context(
+    ca_cert: str | Path | None = None,
+    client_cert: str | Path | None = None,
+    client_key: str | Path | None = None,
+) -> ssl.SSLContext:
+    """A client TLS context: system CAs or ``ca_cert``, plus a client cert for mTLS."""
+    context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
+    return context
+
+
+RequestHook = Callable[[httpx.Request], Any]
+
+
+class MasterClient:
+    """Calls the master's node and job endpoints, mapping answers to return values/errors.
+
+    Thread-safe (one ``httpx.Client`` with a connection pool): the heartbeat thread, the
+    claim loop and the job threads share it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+        timeout: float = 10.0,
+        request_hooks: Sequence[RequestHook] = (),
+    ) -> None:
+        headers = {"User-Agent": "ffrtmp-worker"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            verify=verify,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            event_hooks={"request": list(request_hooks)},
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(
+        self, method: str, path: str, body: Any = None, *, read_timeout: float | None = None
+    ) -> httpx.Response:
+        timeout = httpx.Timeout(self.timeout, read=read_timeout) if read_timeout else None
+        try:
+            if timeout is None:
+                response = self._http.request(method, path, json=body)
+            else:
+                response = self._http.request(method, path, json=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise MasterUnavailableError(f"{method} {path}: {exc!r}") from exc
+        if response.status_code >= 400:
+            self._raise(response)
+        return response
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            payload = response.json()
+            error = str(payload.get("error", response.reason_phrase))
+            detail = payload.get("detail")
+        except (ValueError, AttributeError):
+            error, detail = response.text[:200] or response.reason_phrase, None
+        status = response.status_code
+        if status == 404 and "/nodes/" in response.request.url.path:
+            raise NodeUnknownError(status, error, detail)
+        if status == 410:
+            raise NodeRemovedError(status, error, detail)
+        if status == 409:
+            raise SupersededError(status, error, detail)
+        raise MasterError(status, error, detail)
+
+    def register(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``POST /nodes/register``: returns heartbeat_interval and heartbeat_timeout."""
+        result: dict[str, Any] = self._call("POST", "/nodes/register", payload).json()
+        return result
+
+    def heartbeat(self, node_id: str, running: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /nodes/{id}/heartbeat``: returns the answer (``cancel`` lists job ids)."""
+        response = self._call("POST", f"/nodes/{node_id}/heartbeat", {"running": running})
+        result: dict[str, Any] = response.json()
+        return result
+
+    def claim(self, node_id: str, wait: float) -> dict[str, Any] | None:
+        """``POST /nodes/{id}/claim``: an assignment, or ``None`` after ``wait`` seconds."""
+        response = self._call(
+            "POST", f"/nodes/{node_id}/claim", {"wait": wait}, read_timeout=wait + self.timeout
+        )
+        if response.status_code == 204:
+            return None
+        assignment: dict[str, Any] = response.json()
+        return assignment
+
+    def progress(self, job_id: str, report: dict[str, Any]) -> None:
+        """``POST /jobs/{id}/progress`` (raises :class:`SupersededError` on 409)."""
+        self._call("POST", f"/jobs/{job_id}/progress", report)
+
+    def result(self, job_id: str, report: dict[str, Any]) -> None:
+        """``POST /jobs/{id}/result`` (raises :class:`SupersededError` on 409)."""
+        self._call("POST", f"/jobs/{job_id}/result", report)
+
+    def deregister(self, node_id: str) -> dict[str, Any]:
+        """``DELETE /nodes/{id}``: the master drains and removes this node."""
+        result: dict[str, Any] = self._call("DELETE", f"/nodes/{node_id}").json()
+        return result

@@ -1,0 +1,421 @@
+"""Running one assignment: ffmpeg as a subprocess, progress reports, the result.
+
+A :class:`JobRunner` owns one attempt of one job. It builds the ffmpeg command from the
+validated spec, starts ffmpeg (never through a shell), reads ``-progress pipe:1`` and sends
+at most one progress report per ``progress_interval_s`` from a separate thread (a slow
+master never stalls ffmpeg's pipe). When the master answers 409 (superseded or canceled)
+ffmpeg is killed and the attempt is dropped without a result. :meth:`hand_back` kills
+ffmpeg and reports ``handed_back`` so the master requeues the job without counting a
+failure (used on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from examples.common.ffmpeg import (
+    FFmpegCommand,
+    MediaInfo,
+    Progress,
+    ProgressParser,
+    SpecError,
+    build_command,
+    collect_outputs,
+    input_source,
+    output_duration,
+    parse_duration,
+    probe,
+)
+from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
+from examples.worker.client import (
+    MasterClient,
+    MasterError,
+    MasterUnavailableError,
+    SupersededError,
+)
+from examples.worker.telemetry import (
+    extract_headers,
+    ffmpeg_run,
+    job_execute,
+    record_error,
+    record_process_exit,
+    subprocess_env,
+)
+
+__all__ = ["JobRunner"]
+
+log = logging.getLogger("examples.worker.runner")
+
+LOG_TAIL_LINES = 40
+LOG_TAIL_CHARS = 4000
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function asking Linux to SIGKILL ffmpeg if the worker dies (kill -9).
+
+    Without it an orphaned ffmpeg would keep transcoding a job the master has already
+    given to another node. The ctypes lookup happens here, before fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
+_PREEXEC = _die_with_parent()
+
+
+class JobRunner:
+    """Executes one assignment from the master and reports its outcome.
+
+    ``on_done`` is called (with the runner) when the runner is finished, whatever the
+    outcome, so the worker can free the slot.
+    """
+
+    def __init__(
+        self,
+        assignment: dict[str, Any],
+        *,
+        client: MasterClient,
+        node_id: str,
+        ffmpeg: str,
+        output_dir: Path,
+        media_root: Path | None = None,
+        progress_interval_s: float = 0.5,
+        result_retry_s: float = 300.0,
+        on_done: Callable[[JobRunner], None] | None = None,
+    ) -> None:
+        self.job_id = str(assignment["job_id"])
+        self.attempt = int(assignment["attempt"])
+        self.spec: dict[str, Any] = dict(assignment.get("spec") or {})
+        self.trace: dict[str, str] = dict(assignment.get("trace") or {})
+        self.client = client
+        self.node_id = node_id
+        self.ffmpeg = ffmpeg
+        self.output_dir = output_dir
+        self.media_root = media_root
+        self.progress_interval_s = progress_interval_s
+        self.result_retry_s = result_retry_s
+        self.on_done = on_done
+        scenario = SCENARIOS.get(str(self.spec.get("scenario")))
+        self.live = scenario is not None and scenario.kind == "live"
+        self.status: str | None = None  # final status reported, or "superseded"/"canceled"
+        self.ffmpeg_started_at: float | None = None
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._stop_reason: str | None = None  # "superseded" | "canceled" | "handed_back"
+        self._latest: Progress | None = None
+        self._sent: Progress | None = None
+        self._progress_wakeup = threading.Event()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id[:8]}")
+
+    # -- control from other threads -----------------------------------------------------
+
+    def start(self) -> None:
+        """Run the job in its own thread."""
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the runner to finish; True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> dict[str, Any]:
+        """This attempt as the heartbeat's ``running`` list wants it."""
+        return {"job_id": self.job_id, "attempt": self.attempt}
+
+    def stop(self, reason: str) -> None:
+        """Kill ffmpeg. ``superseded``/``canceled`` drop the job; ``handed_back`` reports it."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            process = self._process
+        if process is not None and process.poll() is None:
+            log.info("job %s attempt %d: stopping ffmpeg (%s)", self.job_id, self.attempt, reason)
+            process.kill()
+
+    def _reason(self) -> str | None:
+        with self._lock:
+            return self._stop_reason
+
+    def hand_back(self) -> None:
+        """Stop now and give the job back to the master (SIGTERM path)."""
+        self.stop("handed_back")
+
+    # -- the job thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            context = extract_headers(self.trace) if self.trace else None
+            with job_execute(
+                self.job_id,
+                context=context,
+                attempt=self.attempt,
+                node_id=self.node_id,
+                scenario=str(self.spec.get("scenario")),
+            ) as span:
+                try:
+                    report = self._execute()
+                except Exception as exc:  # a bug must still produce a failed result
+                    log.exception("job %s: unexpected error", self.job_id)
+                    record_error(span, exc)
+                    report = self._report("failed", error=f"worker error: {exc!r}")
+                if report is not None:
+                    self._send_result(report)
+        finally:
+            self._finished.set()
+            self._progress_wakeup.set()
+            if self.on_done is not None:
+                self.on_done(self)
+
+    def _report(self, status: str, **fields: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+            "status": status,
+            "exit_code": None,
+            "outputs": [],
+            "media_duration_s": None,
+            "wall_time_s": 0.0,
+            "speed": None,
+            "error": None,
+            "log_tail": None,
+        }
+        base.update(fields)
+        return base
+
+    def _prepare(self) -> tuple[FFmpegCommand, dict[str, Any] | None]:
+        scenario = get_scenario(str(self.spec.get("scenario")))
+        spec_input = self.spec.get("input")
+        info: MediaInfo | None = None
+        if isinstance(spec_input, dict):
+            source = input_source(spec_input, self.media_root)
+            # Files are probed (cheap, local). A URL is read once, by the transcode itself,
+            # unless the HLS ladder must know up front whether there is an audio stream.
+            needs_probe = spec_input.get("type") == "file" or scenario.kind == "hls"
+            if source is not None and needs_probe:
+                try:
+                    info = probe(self.ffmpeg, source)
+                except ValueError as exc:
+                    return self._dummy(), self._report("failed", error=str(exc))
+        command = build_command(
+            scenario,
+            self.spec,
+            ffmpeg=self.ffmpeg,
+            job_id=self.job_id,
+            output_dir=self.output_dir,
+            media_root=self.media_root,
+            input_info=info,
+        )
+        if command.job_dir is not None:
+            # A previous attempt of this job on this node may have left partial files.
+            shutil.rmtree(command.job_dir, ignore_errors=True)
+            command.job_dir.mkdir(parents=True)
+        return command, None
+
+    def _dummy(self) -> FFmpegCommand:
+        return FFmpegCommand((), None, None, False)
+
+    def _execute(self) -> dict[str, Any] | None:
+        try:
+            command, early = self._prepare()
+        except (SpecError, UnknownScenarioError) as exc:
+            return self._report("failed", error=f"invalid job spec: {exc}")
+        if early is not None:
+            return early
+        early_reason = self._reason()
+        if early_reason is not None:
+            return self._report("handed_back") if early_reason == "handed_back" else None
+        tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        parser = ProgressParser(command.expected_duration_s)
+        reporter = threading.Thread(
+            target=self._progress_loop, name=f"progress-{self.job_id[:8]}", daemon=True
+        )
+        started = time.monotonic()
+        with ffmpeg_run(command.redacted(), job_id=self.job_id) as span:
+            try:
+                process = subprocess.Popen(  # noqa: S603 (argv list, no shell)
+                    command.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                    env=subprocess_env(),
+                    preexec_fn=_PREEXEC,  # prepared before fork, see _die_with_parent
+                )
+            except OSError as exc:
+                record_error(span, exc)
+                return self._report("failed", error=f"cannot start ffmpeg: {exc}")
+            self.ffmpeg_started_at = time.time()
+            with self._lock:
+                self._process = process
+                stop_now = self._stop_reason is not None
+            if stop_now:
+                process.kill()
+            log.info(
+                "job %s attempt %d: ffmpeg started (pid %d)", self.job_id, self.attempt, process.pid
+            )
+            stderr_reader = threading.Thread(
+                target=_drain,
+                args=(process.stderr, tail, parser),
+                name="ffmpeg-stderr",
+                daemon=True,
+            )
+            stderr_reader.start()
+            reporter.start()
+            assert process.stdout is not None
+            for line in process.stdout:
+                snapshot = parser.feed(line)
+                if snapshot is not None:
+                    self._latest = snapshot
+                    self._progress_wakeup.set()
+            returncode = process.wait()
+            stderr_reader.join(timeout=5)
+            record_process_exit(span, returncode)
+        wall = time.monotonic() - started
+        self._finished.set()
+        self._progress_wakeup.set()
+        reporter.join(timeout=self.progress_interval_s + 15)
+        reason = self._reason()
+        log_tail = "".join(tail)[-LOG_TAIL_CHARS:] or None
+        if reason in ("superseded", "canceled"):
+            self.status = reason
+            log.info("job %s attempt %d: dropped (%s)", self.job_id, self.attempt, reason)
+            return None
+        if reason == "handed_back":
+            return self._report("handed_back", wall_time_s=round(wall, 3), log_tail=log_tail)
+        return self._final_report(command, returncode, wall, parser, log_tail)
+
+    def _final_report(
+        self,
+        command: FFmpegCommand,
+        returncode: int,
+        wall: float,
+        parser: ProgressParser,
+        log_tail: str | None,
+    ) -> dict[str, Any]:
+        outputs: list[dict[str, Any]] = []
+        if command.job_dir is not None and command.job_dir.is_dir():
+            outputs = collect_outputs(command.job_dir, self.output_dir)
+        if command.live:
+            media = parser.last.out_time_s if parser.last else None
+        else:
+            media = output_duration(self.ffmpeg, command)
+        speed = round(media / wall, 3) if media and wall > 0 else None
+        fields: dict[str, Any] = {
+            "exit_code": returncode,
+            "outputs": outputs,
+            "media_duration_s": round(media, 3) if media is not None else None,
+            "wall_time_s": round(wall, 3),
+            "speed": speed,
+        }
+        if returncode == 0 and (outputs or command.live):
+            return self._report("completed", **fields)
+        error = f"ffmpeg exited with {returncode}"
+        if returncode == 0:
+            error = "ffmpeg exited with 0 but wrote no output"
+        elif returncode < 0:
+            error = f"ffmpeg was killed by signal {-returncode}"
+        return self._report("failed", error=error, log_tail=log_tail, **fields)
+
+    # -- progress reporting ---------------------------------------------------------------
+
+    def _progress_loop(self) -> None:
+        """Send the latest snapshot, at most once per interval, until ffmpeg ends."""
+        while True:
+            self._progress_wakeup.wait()
+            self._progress_wakeup.clear()
+            latest = self._latest
+            if latest is not None and latest is not self._sent:
+                self._sent = latest
+                self._send_progress(latest)
+            if self._finished.is_set():
+                return
+            # Throttle: sleep the interval unless ffmpeg finishes meanwhile.
+            self._finished.wait(self.progress_interval_s)
+
+    def _send_progress(self, snapshot: Progress) -> None:
+        report = {
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+            "percent": round(snapshot.percent, 2) if snapshot.percent is not None else None,
+            "fps": snapshot.fps,
+            "speed": snapshot.speed,
+            "out_time_s": round(snapshot.out_time_s, 3),
+            "frame": snapshot.frame,
+        }
+        try:
+            self.client.progress(self.job_id, report)
+        except SupersededError as exc:
+            self.stop("canceled" if exc.canceled else "superseded")
+        except (MasterUnavailableError, MasterError) as exc:
+            # Progress is advisory: keep transcoding, the next report may get through.
+            log.warning("job %s: progress report failed: %s", self.job_id, exc)
+
+    # -- result ----------------------------------------------------------------------------
+
+    def _send_result(self, report: dict[str, Any]) -> None:
+        """Deliver the result, retrying while the master is unreachable (say restarting)."""
+        deadline = time.monotonic() + self.result_retry_s
+        delay = 0.2
+        while True:
+            try:
+                self.client.result(self.job_id, report)
+                self.status = report["status"]
+                log.info(
+                    "job %s attempt %d: %s", self.job_id, self.attempt, report["status"].upper()
+                )
+                return
+            except SupersededError as exc:
+                self.status = "canceled" if exc.canceled else "superseded"
+                log.info("job %s attempt %d: result refused (%s)", self.job_id, self.attempt, exc)
+                return
+            except (MasterUnavailableError, MasterError) as exc:
+                if isinstance(exc, MasterError) and exc.status < 500 and exc.status != 429:
+                    self.status = "rejected"
+                    log.error("job %s: master rejected the result: %s", self.job_id, exc)
+                    return
+                if time.monotonic() + delay > deadline:
+                    self.status = "undelivered"
+                    log.error("job %s: giving up on the result: %s", self.job_id, exc)
+                    return
+                log.warning("job %s: result not delivered yet (%s); retrying", self.job_id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _drain(stream: Any, tail: collections.deque[str], parser: ProgressParser) -> None:
+    """Keep the last lines of ffmpeg's log (read continuously so the pipe never fills).
+
+    When the input's duration was not known up front (a URL), ffmpeg's ``Duration:`` line
+    gives it, so progress can still be a percentage.
+    """
+    for line in stream:
+        tail.append(line)
+        if parser.duration_s is None and "Duration:" in line:
+            seconds = parse_duration(line)
+            if seconds:
+                parser.duration_s = seconds
