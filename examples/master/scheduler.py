@@ -735,6 +735,21 @@ class Scheduler:
         offline = sum(1 for n in self.store.list_nodes() if n.status == "offline")
         return {"online": online, "offline": offline}
 
+    def available(self, node_id: str) -> dict[str, Any] | None:
+        """What the resource manager has free on an online node (``None`` otherwise)."""
+        if node_id not in self.nodes:
+            return None
+        try:
+            free = self.resources.get_node(node_id).available
+        except ResourceError:
+            return None
+        return {
+            "cpu": free.cpu_milli / 1000,
+            "ram_gb": round(free.ram_mib / 1024, 3),
+            "gpu": free.gpu,
+            "extended": dict(free.extended),
+        }
+
     def running_on(self, node_id: str) -> Iterable[ActiveJob]:
         """The active attempts placed on a node."""
         return list(self._on_node.get(node_id, {}).values())
