@@ -207,14 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from examples.master.app import create_app
     from ffrtmp_infra.tracing import TracingConfig, init_tracer
 
-    tracing = init_tracer(
-        TracingConfig(
+    try:
+        tracing_config = TracingConfig(
             service_name="ffrtmp-master",
             otlp_endpoint=args.otlp_endpoint,
             enabled=_tracing_wanted(args.otlp_endpoint),
             sample_ratio=args.sample_ratio,
         )
-    )
+    except ValueError as exc:
+        parser.error(str(exc))
+    tracing = init_tracer(tracing_config)
     app = create_app(config)
     scheme = "https" if tls else "http"
     log.info("master listening on %s://%s:%d (db %s)", scheme, args.host, args.port, args.db)
