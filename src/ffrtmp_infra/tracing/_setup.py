@@ -188,12 +188,7 @@ def init_tracer(
             )
             _active = TracingHandle(current, enabled=True, owned=False, config=config)
             return _active
-        provider = TracerProvider(resource=_resource(config), sampler=_sampler(config))
-        if span_processor is None:
-            span_processor = BatchSpanProcessor(
-                exporter if exporter is not None else _exporter(config)
-            )
-        provider.add_span_processor(span_processor)
+        provider = build_tracer_provider(config, exporter=exporter, span_processor=span_processor)
         trace.set_tracer_provider(provider)
         _active = TracingHandle(provider, enabled=True, owned=True, config=config)
         return _active
