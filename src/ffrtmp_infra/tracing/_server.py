@@ -345,10 +345,15 @@ class PropagationFields:
         self.textmap: TextMapPropagator | None = None
         self.fields: frozenset[str] = frozenset()
         self.raw_fields: frozenset[bytes] = frozenset()
+        #: (field, WSGI environ key) pairs: ("traceparent", "HTTP_TRACEPARENT").
+        self.environ_keys: tuple[tuple[str, str], ...] = ()
 
     def refresh(self, textmap: TextMapPropagator) -> None:
         self.fields = frozenset(f.lower() for f in textmap.fields)
         self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
+        self.environ_keys = tuple(
+            (f, "HTTP_" + f.upper().replace("-", "_")) for f in sorted(self.fields)
+        )
         self.textmap = textmap
 
     def current(self) -> TextMapPropagator:

@@ -101,8 +101,8 @@ class WSGITracingMiddleware:
 
         textmap = self._fields.current()
         carrier: dict[str, str] = {}
-        for field in self._fields.fields:
-            value = environ.get("HTTP_" + field.upper().replace("-", "_"))
+        for field, key in self._fields.environ_keys:
+            value = environ.get(key)
             if value:
                 carrier[field] = value
         if carrier:
@@ -127,6 +127,9 @@ class WSGITracingMiddleware:
             if not span.is_recording():
                 return self.wsgi_app(environ, start_response)
             return self._traced(environ, start_response, span, method)
+        except Exception as exc:
+            remember_span(exc, span.get_span_context())
+            raise
         finally:
             otel_context.detach(token)
 
