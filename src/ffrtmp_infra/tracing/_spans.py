@@ -17,7 +17,7 @@ import re
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -236,7 +236,7 @@ def _context(parent: Context | Mapping[str, str] | str | None) -> Context | None
     if isinstance(parent, str):  # a bare traceparent value stored with the job
         return extract_headers({"traceparent": parent})
     if isinstance(parent, Mapping):
-        return extract_headers(parent)
+        return extract_headers(cast("Mapping[str, str]", parent))
     raise TypeError(
         "context must be a Context, a mapping of trace headers or a traceparent string, "
         f"got {type(parent).__name__}"
