@@ -349,3 +349,20 @@ def test_the_global_propagator_decides_which_headers_are_read(
     assert seen == [None, "j-1"]
     for span in exporter.get_finished_spans():
         assert format(span.context.trace_id, "032x") == TRACE_ID
+
+
+def test_a_mounted_plain_asgi_app_is_named_by_its_mount_path(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    async def files(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    app = Starlette(routes=[Mount("/static", app=files)])
+    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+    TestClient(app).get("/static/css/site.css")
+    [span] = exporter.get_finished_spans()
+    assert span.name == "GET /static"

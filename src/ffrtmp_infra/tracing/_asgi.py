@@ -23,6 +23,7 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
 from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.routing import Mount
 
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
@@ -57,7 +58,7 @@ def _route(scope: Scope) -> str | None:
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    if type(route).__name__ == "Mount":  # a mounted app that is not a Starlette router
+    if isinstance(route, Mount):  # a mounted app that is not itself a Starlette router
         return scope.get("root_path") or "/"
     return (scope.get("root_path", "").rstrip("/") + path_format) or "/"
 
