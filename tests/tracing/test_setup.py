@@ -175,3 +175,15 @@ def test_grpc_export_reaches_a_real_grpc_receiver() -> None:
     finally:
         server.stop(grace=None)
     assert received == ["over.grpc"]
+
+
+def test_explicit_enabled_with_sdk_disabled_env_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    with caplog.at_level(logging.WARNING, logger="ffrtmp_infra.tracing"):
+        handle = init_tracer(TracingConfig(enabled=True), exporter=InMemorySpanExporter())
+    assert "OTEL_SDK_DISABLED=true" in caplog.text
+    with trace.get_tracer("t").start_as_current_span("x") as span:
+        assert not span.is_recording()
+    handle.shutdown()
