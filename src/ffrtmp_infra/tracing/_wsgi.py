@@ -30,6 +30,7 @@ from ffrtmp_infra.tracing._server import (
     Exclusions,
     Plan,
     PropagationFields,
+    context_with_span,
     global_provider,
     normalize_method,
     parse_host,
@@ -109,20 +110,21 @@ class WSGITracingMiddleware:
             parent = self._fields.extract(textmap, carrier)
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
         else:
-            parent = Context()
+            parent = None
             span = plan.root_span()
         method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         if span is None:
+            start_context = parent if parent is not None else Context()
             name = route_name(method, None)
             if plan.attribute_blind:
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER)
+                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER)
                 if span.is_recording():
                     span.set_attributes(_attributes(environ, path, method, original))
             else:
                 attributes = _attributes(environ, path, method, original)
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
             plan.unprime()
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        token = otel_context.attach(context_with_span(span, parent))
         try:
             if not span.is_recording():
                 return self.wsgi_app(environ, start_response)
