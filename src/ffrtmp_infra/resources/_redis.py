@@ -69,7 +69,9 @@ def _reservation(raw: Sequence[Any]) -> Reservation:
 def _node(raw: Sequence[Any]) -> Node:
     node_id, flat, count = _s(raw[0]), raw[1], int(raw[2])
     h = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
-    h.update(zip(("ac", "ar", "ag", "uc", "ur", "ug", "drain", "seq"), _s(raw[3]).split()))
+    h.update(
+        zip(("ac", "ar", "ag", "uc", "ur", "ug", "drain", "seq"), _s(raw[3]).split(), strict=True)
+    )
     cap_x, alloc_x, used_x, labels = {}, {}, {}, {}
     for field, value in h.items():
         prefix, _, name = field.partition(":")
