@@ -117,6 +117,9 @@ def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str) -
         if rnd.random() < 0.02:
             node = f"n{rnd.randrange(300):03}"
             manager.drain(node) if rnd.random() < 0.5 else manager.undrain(node)
+        if rnd.random() < 0.02:  # re-registration moves a node to another shape
+            c, r, g = rnd.choice(shapes)
+            manager.register_node(f"n{rnd.randrange(300):03}", cpu=c, ram_gb=r, gpu=g)
         expected = _brute_force(manager, kind, rc, rr, rg)
         job = f"j{step}"
         try:

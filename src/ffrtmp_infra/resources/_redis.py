@@ -7,7 +7,7 @@ processes sharing one Redis never over-commit a node. All keys share the hash ta
 shard).
 
 ``reserve_any`` with a built-in scorer filters and scores inside the script, which
-reads every node: O(nodes) server time per call (about 1 µs a node), fine for
+reads every node (one HGETALL of the hot hash): O(nodes) server time per call, fine for
 hundreds to a few thousand nodes. With a custom scorer the backend reads a
 snapshot, scores in Python and reserves on the winner, retrying if another master
 took the capacity first.
