@@ -137,7 +137,10 @@ class ResourceManager:
         system_reserve: Mapping[str, object] | Resources | None,
     ) -> tuple[str, Resources, Resources, Mapping[str, str]]:
         check_id(node_id, "node_id")
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        # Capacities round down to whole millicores and MiB (requests round up).
+        rc = parse_cpu(cpu, round_up=False)
+        rr = parse_ram(ram_gb, round_up=False)
+        rg = parse_count(gpu, "gpu")
         if rc <= 0:
             raise InvalidAmountError(f"cpu capacity must be > 0, got {cpu!r}")
         ext = parse_extended(extended)
