@@ -38,9 +38,39 @@ def _job(job_id: object) -> str:
     return check_id(job_id, "job_id")
 
 
+# Parsed float and string amounts ("500m", 0.5): jobs repeat a few sizes, and parsing
+# through Decimal costs microseconds. Only valid amounts are cached; bools never reach
+# here (they are not float or str), and NaN never matches itself.
+_CPU_CACHE: dict[float | str, int] = {}
+_RAM_CACHE: dict[float | str, int] = {}
+_CACHE_LIMIT = 4096
+
+
+def _cpu(value: object) -> int:
+    if type(value) is float or type(value) is str:
+        milli = _CPU_CACHE.get(value)
+        if milli is None:
+            milli = parse_cpu(value)
+            if len(_CPU_CACHE) < _CACHE_LIMIT:
+                _CPU_CACHE[value] = milli
+        return milli
+    return parse_cpu(value)
+
+
+def _ram(value: object) -> int:
+    if type(value) is float or type(value) is str:
+        mib = _RAM_CACHE.get(value)
+        if mib is None:
+            mib = parse_ram(value)
+            if len(_RAM_CACHE) < _CACHE_LIMIT:
+                _RAM_CACHE[value] = mib
+        return mib
+    return parse_ram(value)
+
+
 def _request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, int]:
-    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
-    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
+    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
+    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
     rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
     return rc, rr, rg
 
@@ -268,8 +298,8 @@ class ResourceManager:
             check_id(job_id, "job_id")
         if type(node_id) is not str:
             check_id(node_id, "node_id")
-        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
-        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
+        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
+        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
         rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
         ext = parse_extended(extended) if extended else _NO_EXT
         return self._backend.reserve(job_id, node_id, rc, rr, rg, ext)
