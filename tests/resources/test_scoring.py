@@ -80,9 +80,15 @@ def test_custom_scorer(make_manager: MakeManager) -> None:
     assert manager.get_available_nodes(cpu=1) == ["fast", "slow"]
 
 
-def test_unknown_scorer_fails_at_construction() -> None:
+def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(InvalidAmountError, match="scorer must be one of"):
         ResourceManager(scorer="best")
+    with pytest.raises(InvalidAmountError, match="RedisBackend"):
+        ResourceManager("redis://localhost:6379/0")  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmountError, match="system_reserve"):
+        ResourceManager(system_reserve={"cpu": -1})
+    with pytest.raises(InvalidAmountError, match="system_reserve"):
+        ResourceManager(system_reserve="1 core")  # type: ignore[arg-type]
 
 
 def _brute_force(manager: ResourceManager, kind: str, rc: int, rr: int, rg: int) -> str | None:

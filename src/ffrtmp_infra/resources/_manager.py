@@ -134,6 +134,14 @@ class ResourceManager:
         system_reserve: Mapping[str, object] | Resources | None = None,
         meter_provider: Any = None,
     ) -> None:
+        if isinstance(backend, str):
+            raise InvalidAmountError(
+                f"backend must be a backend object such as RedisBackend({backend!r}), not a string"
+            )
+        if backend is not None and not callable(getattr(backend, "reserve_any", None)):
+            raise InvalidAmountError(
+                f"backend must be MemoryBackend, RedisBackend or implement Backend, got {backend!r}"
+            )
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._scorer = resolve_scorer(scorer)
         self._system_reserve = parse_reserve(system_reserve)
