@@ -105,10 +105,16 @@ def _brute_force(manager: ResourceManager, kind: str, rc: int, rr: int, rg: int)
     return None if best is None else best[2]
 
 
-@pytest.mark.parametrize("kind", ["binpack", "spread", "balanced"])
+@pytest.mark.parametrize(
+    ("kind", "fine"),
+    [("binpack", False), ("spread", False), ("balanced", False), ("balanced", True),
+     ("binpack", True)],
+)  # fmt: skip
 @pytest.mark.parametrize("backend_name", ["memory"], indirect=True)
-def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str) -> None:
-    rnd = random.Random(kind)
+def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str, fine: bool) -> None:
+    # fine=True: millicore-sized requests leave almost one node per bucket, which sends
+    # balanced down its node-by-node path.
+    rnd = random.Random(f"{kind}{fine}")
     manager = make_manager(scorer=kind)
     shapes = [(8, 16, 0), (16, 32, 2), (4, 8, 0), (2, 4, 1)]
     for i in range(300):
@@ -116,7 +122,8 @@ def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str) -
         manager.register_node(f"n{i:03}", cpu=c, ram_gb=r, gpu=g)
     live: list[str] = []
     for step in range(1500):
-        rc, rr, rg = rnd.choice([500, 1000, 2000, 3000]), rnd.randint(0, 6) * 512, rnd.randint(0, 1)
+        rc = rnd.randint(1, 3000) if fine else rnd.choice([500, 1000, 2000, 3000])
+        rr, rg = rnd.randint(0, 6) * (rnd.randint(1, 512) if fine else 512), rnd.randint(0, 1)
         if live and rnd.random() < 0.4:
             manager.release(live.pop(rnd.randrange(len(live))))
             continue
