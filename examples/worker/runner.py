@@ -294,7 +294,7 @@ class JobRunner:
                     self._progress_wakeup.set()
             returncode = process.wait()
             stderr_reader.join(timeout=5)
-            record_process_exit(span, returncode)
+            record_process_exit(span, returncode, pid=process.pid)
         wall = time.monotonic() - started
         self._finished.set()
         self._progress_wakeup.set()

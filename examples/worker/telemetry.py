@@ -47,7 +47,7 @@ except ImportError:  # TEMPORARY until the tracing library is merged into main (
     def record_error(span: Any, exc: BaseException) -> None:  # type: ignore[misc]
         return None
 
-    def record_process_exit(span: Any, returncode: int) -> None:  # type: ignore[misc]
+    def record_process_exit(span: Any, returncode: int, *, pid: int | None = None) -> None:  # type: ignore[misc]
         return None
 
     def subprocess_env(env: Mapping[str, str] | None = None) -> dict[str, str]:  # type: ignore[misc]
