@@ -156,7 +156,7 @@ class Cluster:
                     "--node-id",
                     f"node-{n}",
                     "--claim-wait",
-                    "10",
+                    "3",  # short long-polls: a stopping worker waits for its last one
                     "--log-level",
                     "WARNING",
                     *worker_args,
