@@ -1,0 +1,256 @@
+"""HTTP routes: thin handlers that validate, authorise and call the scheduler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from examples.common.spec import QUEUES, SpecError, validate_spec
+from examples.master import wire
+from examples.master.auth import Authenticator
+from examples.master.errors import APIError
+from examples.master.metrics import CONTENT_TYPE, MasterMetrics
+from examples.master.scheduler import NodeState, Scheduler
+from examples.master.store import AttemptRecord, JobRecord
+from ffrtmp_infra.tracing import job_complete
+
+__all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
+
+MAX_BODY = 256 * 1024
+JOB_STATUSES = ("queued", "assigned", "running", "completed", "failed", "canceled")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_json(job: JobRecord, attempts: list[AttemptRecord] | None = None) -> dict[str, Any]:
+    """A job as the API shows it (timestamps as ISO 8601 UTC)."""
+    data: dict[str, Any] = {
+        "id": job.id,
+        "seq": job.seq,
+        "status": job.status,
+        "scenario": job.scenario,
+        "queue": job.queue,
+        "priority": job.priority,
+        "spec": job.spec,
+        "node_id": job.node_id,
+        "attempt": job.attempt,
+        "failures": job.failures,
+        "progress": job.progress,
+        "result": job.result,
+        "error": job.error,
+        "dead_letter": job.dead_letter,
+        "retry_at": _iso(job.retry_at),
+        "created_at": _iso(job.created_at),
+        "assigned_at": _iso(job.assigned_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+    }
+    if attempts is not None:
+        data["attempts"] = [
+            {
+                "attempt": a.attempt,
+                "node_id": a.node_id,
+                "assigned_at": _iso(a.assigned_at),
+                "started_at": _iso(a.started_at),
+                "finished_at": _iso(a.finished_at),
+                "outcome": a.outcome,
+                "error": a.error,
+            }
+            for a in attempts
+        ]
+    return data
+
+
+def node_json(scheduler: Scheduler, state: NodeState) -> dict[str, Any]:
+    """A node as the API shows it, with the attempts running on it."""
+    record = state.record
+    return {
+        "id": record.id,
+        "status": record.status,
+        "capacity": record.capacity,
+        "labels": record.labels,
+        "encoders": record.encoders,
+        "version": record.version,
+        "registered_at": _iso(record.registered_at),
+        "last_heartbeat": _iso(state.last_heartbeat),
+        "jobs": [
+            {"job_id": a.job_id, "attempt": a.attempt} for a in scheduler.running_on(record.id)
+        ],
+    }
+
+
+async def read_json(request: Request, *, optional: bool = False) -> Any:
+    """The request body as JSON (``None`` if empty and ``optional``), or a 400/413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+    if not raw.strip():
+        if optional:
+            return None
+        raise APIError(400, "request body must be a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}"[:300]) from None
+
+
+def _validated(validate: Callable[[Any], Any], body: Any) -> Any:
+    try:
+        return validate(body)
+    except SpecError as exc:
+        raise APIError(422, str(exc), {"field": exc.field, "rule": exc.rule}) from None
+
+
+def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetrics) -> list[Route]:
+    """The master's routes, each wrapped with the auth check for its role."""
+
+    def guarded(role: str, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            await auth.check(request, role)
+            return await handler(request)
+
+        return endpoint
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def health(request: Request) -> Response:
+        online = sum(1 for n in scheduler.nodes.values() if n.online)
+        return JSONResponse(
+            {"status": "healthy", "nodes_online": online, "queued": len(scheduler.queue)}
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    # -- submitter ------------------------------------------------------------------------
+
+    async def create_job(request: Request) -> Response:
+        spec = _validated(validate_spec, await read_json(request))
+        job = scheduler.submit(spec)
+        return JSONResponse(job_json(job), status_code=201)
+
+    async def list_jobs(request: Request) -> Response:
+        params = request.query_params
+        status = params.get("status")
+        if status is not None and status not in JOB_STATUSES:
+            raise APIError(
+                422, f"status must be one of {', '.join(JOB_STATUSES)}", {"field": "status"}
+            )
+        queue = params.get("queue")
+        if queue is not None and queue not in QUEUES:
+            raise APIError(422, f"queue must be one of {', '.join(QUEUES)}", {"field": "queue"})
+        limit_raw, cursor_raw = params.get("limit", "50"), params.get("cursor")
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
+            raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
+        if cursor_raw is not None and not cursor_raw.isdigit():
+            raise APIError(
+                422, "cursor must be the next_cursor of a previous page", {"field": "cursor"}
+            )
+        limit = int(limit_raw)
+        jobs = scheduler.store.list_jobs(
+            status=status,
+            queue=queue,
+            before_seq=int(cursor_raw) if cursor_raw else None,
+            limit=limit,
+        )
+        next_cursor = str(jobs[-1].seq) if len(jobs) == limit else None
+        return JSONResponse({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
+
+    async def get_job(request: Request) -> Response:
+        job = scheduler.get_job(request.path_params["job_id"])
+        return JSONResponse(job_json(job, scheduler.store.attempts(job.id)))
+
+    async def cancel_job(request: Request) -> Response:
+        return JSONResponse(job_json(scheduler.cancel(request.path_params["job_id"])))
+
+    async def retry_job(request: Request) -> Response:
+        return JSONResponse(job_json(scheduler.retry(request.path_params["job_id"])))
+
+    async def list_nodes(request: Request) -> Response:
+        states = [
+            scheduler.node(r.id) for r in scheduler.store.list_nodes() if r.status != "removed"
+        ]
+        nodes = [node_json(scheduler, s) for s in states]
+        return JSONResponse({"nodes": nodes, "count": len(nodes)})
+
+    async def get_node(request: Request) -> Response:
+        state = scheduler.node(request.path_params["node_id"])
+        return JSONResponse(node_json(scheduler, state))
+
+    async def remove_node(request: Request) -> Response:
+        evicted = scheduler.remove_node(request.path_params["node_id"])
+        return JSONResponse(
+            {"node_id": request.path_params["node_id"], "status": "removed", "evicted": evicted}
+        )
+
+    # -- worker ---------------------------------------------------------------------------
+
+    async def register(request: Request) -> Response:
+        body = _validated(wire.validate_register, await read_json(request))
+        state = scheduler.register_node(body)
+        return JSONResponse(
+            {
+                "node_id": state.record.id,
+                "heartbeat_interval": scheduler.config.heartbeat_interval,
+                "heartbeat_timeout": scheduler.config.heartbeat_timeout,
+            }
+        )
+
+    async def heartbeat(request: Request) -> Response:
+        running = _validated(wire.validate_heartbeat, await read_json(request, optional=True))
+        return JSONResponse(scheduler.heartbeat(request.path_params["node_id"], running))
+
+    async def claim(request: Request) -> Response:
+        body = await read_json(request, optional=True)
+        wait = _validated(lambda b: wire.validate_claim(b, scheduler.config.claim_wait_max), body)
+        assignment = await scheduler.claim(request.path_params["node_id"], wait)
+        if assignment is None:
+            return Response(status_code=204)
+        return JSONResponse(assignment)
+
+    async def progress(request: Request) -> Response:
+        report = _validated(wire.validate_progress, await read_json(request))
+        scheduler.progress(request.path_params["job_id"], report)
+        return JSONResponse({"status": "running"})
+
+    async def result(request: Request) -> Response:
+        report = _validated(wire.validate_result, await read_json(request))
+        job_id = request.path_params["job_id"]
+        with job_complete(job_id, status=report["status"], attempt=report["attempt"]):
+            job = scheduler.result(job_id, report)
+        return JSONResponse({"status": job.status, "job_id": job.id, "attempt": job.attempt})
+
+    submitter, worker = "submitter", "worker"
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/jobs", guarded(submitter, create_job), methods=["POST"]),
+        Route("/jobs", guarded(submitter, list_jobs), methods=["GET"]),
+        Route("/jobs/{job_id}", guarded(submitter, get_job), methods=["GET"]),
+        Route("/jobs/{job_id}/cancel", guarded(submitter, cancel_job), methods=["POST"]),
+        Route("/jobs/{job_id}/retry", guarded(submitter, retry_job), methods=["POST"]),
+        Route("/jobs/{job_id}/progress", guarded(worker, progress), methods=["POST"]),
+        Route("/jobs/{job_id}/result", guarded(worker, result), methods=["POST"]),
+        Route("/nodes", guarded(submitter, list_nodes), methods=["GET"]),
+        Route("/nodes/register", guarded(worker, register), methods=["POST"]),
+        Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),
+        Route("/nodes/{node_id}", guarded(submitter, remove_node), methods=["DELETE"]),
+        Route("/nodes/{node_id}/heartbeat", guarded(worker, heartbeat), methods=["POST"]),
+        Route("/nodes/{node_id}/claim", guarded(worker, claim), methods=["POST"]),
+    ]

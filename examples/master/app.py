@@ -1,0 +1,158 @@
+"""Assembling the master: store, resource manager, scheduler, routes and middleware.
+
+Request path, outermost first::
+
+    RateLimitMiddleware -> TracingMiddleware -> Starlette (JSON errors) -> auth -> route
+
+The rate limiter is in front so a flood is refused before any other work; the
+tracing middleware continues a caller's ``traceparent`` (the worker's job span
+on progress and result reports) so one trace spans master and worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
+
+from examples.master.api import build_routes
+from examples.master.auth import Authenticator
+from examples.master.config import MasterConfig
+from examples.master.errors import APIError
+from examples.master.metrics import MasterMetrics
+from examples.master.scheduler import Scheduler
+from examples.master.store import Store
+from ffrtmp_infra.ratelimit import (
+    Limiter,
+    RateLimitMiddleware,
+    RequestInfo,
+    Rule,
+    client_ip,
+    instrument,
+)
+from ffrtmp_infra.resources import ResourceManager
+from ffrtmp_infra.tracing import TracingMiddleware
+
+__all__ = ["MasterApp", "create_app"]
+
+log = logging.getLogger("examples.master")
+
+
+class MasterApp:
+    """The ASGI app plus handles on its parts (for tests, benchmarks and the CLI)."""
+
+    def __init__(self, asgi: ASGIApp, scheduler: Scheduler, store: Store, metrics: MasterMetrics):
+        self.asgi = asgi
+        self.scheduler = scheduler
+        self.store = store
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.asgi(scope, receive, send)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    body = {"error": exc.message, "detail": exc.detail}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": exc.detail, "detail": None}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error", "detail": None}, status_code=500)
+
+
+def _worker_report_key(path: str) -> str | None:
+    """``node:<id>`` for heartbeats and claims, ``job:<id>`` for progress and results."""
+    parts = path.strip("/").split("/")
+    if len(parts) != 3:
+        return None
+    if parts[0] == "nodes" and parts[2] in ("heartbeat", "claim"):
+        return f"node:{parts[1]}"
+    if parts[0] == "jobs" and parts[2] in ("progress", "result"):
+        return f"job:{parts[1]}"
+    return None
+
+
+def _rules(config: MasterConfig) -> list[Rule]:
+    """Worker reports are limited per node/job; everything else per client address.
+
+    Keying worker traffic by node keeps one NAT'ed rack of workers from
+    starving each other, while a submitter flooding from one address is cut
+    off by the address limit. ``/health`` is never limited.
+    """
+    api = Limiter(config.rate_limit, config.rate_burst, name="api")
+    worker = Limiter(config.worker_rate_limit, config.worker_rate_burst, name="worker")
+    by_address = client_ip(trusted_proxies=config.trust_proxies)
+
+    def choose(info: RequestInfo) -> Limiter:
+        return worker if _worker_report_key(info.path) else api
+
+    def key(info: RequestInfo) -> str | None:
+        report = _worker_report_key(info.path)
+        if report is not None:
+            return report
+        address = by_address(info)
+        return None if address is None else str(address)
+
+    return [Rule(path="/health", exempt=True), Rule(choose, key=key)]
+
+
+def create_app(
+    config: MasterConfig,
+    *,
+    store: Store | None = None,
+    resources: ResourceManager | None = None,
+    metrics: MasterMetrics | None = None,
+) -> MasterApp:
+    """Build the master. The scheduler starts and stops with the ASGI lifespan."""
+    metrics = metrics or MasterMetrics()
+    store = store or Store(config.db_path)
+    resources = resources or ResourceManager(
+        scorer=config.placement, meter_provider=metrics.meter_provider
+    )
+    scheduler = Scheduler(store, resources, config, metrics=metrics)
+    auth = Authenticator(
+        api_key=config.api_key,
+        worker_key=config.worker_key,
+        failure_limit=config.auth_failure_limit,
+        failure_window=config.auth_failure_window,
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+
+    starlette = Starlette(
+        routes=build_routes(scheduler, auth, metrics),
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    asgi: ASGIApp = TracingMiddleware(starlette)
+    if config.rate_limit > 0:
+        instrument(meter_provider=metrics.meter_provider)
+        asgi = RateLimitMiddleware(asgi, rules=_rules(config))
+    return MasterApp(asgi, scheduler, store, metrics)

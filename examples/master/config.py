@@ -1,0 +1,92 @@
+"""The master's configuration: one typed, validated object built from the CLI or in code."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["ConfigError", "MasterConfig"]
+
+
+class ConfigError(ValueError):
+    """A configuration value broke a rule; the message names the value and the rule."""
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    """Everything the master needs; validated once at construction.
+
+    Times are in seconds. ``api_key`` guards the submitter/admin routes and
+    ``worker_key`` the worker routes; ``None`` leaves that role open (the CLI
+    warns loudly). ``rate_limit``/``rate_burst`` set the per-client limit in
+    front of the API (``rate_limit=0`` turns it off); ``auth_failure_limit``
+    failed logins per ``auth_failure_window`` lock a client out for the rest of
+    the window.
+    """
+
+    db_path: str = "master.db"
+    api_key: str | None = None
+    worker_key: str | None = None
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
+    stale_timeout_live: float = 300.0
+    stale_timeout_batch: float = 1800.0
+    max_retries: int = 3
+    retry_backoff: float = 2.0
+    retry_backoff_max: float = 300.0
+    placement: str = "spread"
+    claim_wait_max: float = 30.0
+    monitor_interval: float = 1.0
+    rate_limit: float = 50.0
+    rate_burst: int = 100
+    worker_rate_limit: float = 20.0
+    worker_rate_burst: int = 60
+    auth_failure_limit: int = 10
+    auth_failure_window: float = 60.0
+    trust_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (
+            "heartbeat_interval",
+            "heartbeat_timeout",
+            "stale_timeout_live",
+            "stale_timeout_batch",
+            "retry_backoff",
+            "retry_backoff_max",
+            "claim_wait_max",
+            "monitor_interval",
+            "auth_failure_window",
+        ):
+            _positive(name, getattr(self, name))
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ConfigError(
+                f"heartbeat_timeout ({self.heartbeat_timeout}) must be greater than "
+                f"heartbeat_interval ({self.heartbeat_interval})"
+            )
+        if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 100:
+            raise ConfigError(f"max_retries must be an integer in 0..100, got {self.max_retries!r}")
+        if self.retry_backoff_max < self.retry_backoff:
+            raise ConfigError(
+                f"retry_backoff_max ({self.retry_backoff_max}) must be >= "
+                f"retry_backoff ({self.retry_backoff})"
+            )
+        if self.placement not in ("spread", "binpack", "balanced"):
+            raise ConfigError(
+                f"placement must be one of spread, binpack, balanced, got {self.placement!r}"
+            )
+        if not self.rate_limit >= 0:
+            raise ConfigError(f"rate_limit must be >= 0 (0 turns it off), got {self.rate_limit!r}")
+        _positive("worker_rate_limit", self.worker_rate_limit)
+        for name in ("rate_burst", "worker_rate_burst", "auth_failure_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("api_key", "worker_key"):
+            key = getattr(self, name)
+            if key is not None and len(key) < 16:
+                raise ConfigError(f"{name} must be at least 16 characters long, got {len(key)}")

@@ -1,0 +1,710 @@
+"""The scheduler: placement, claims, progress, results, timeouts, retries, recovery.
+
+Everything runs on the event loop thread, so there are no locks: a method runs
+to completion between two awaits. State lives in the :class:`Store`; the
+scheduler keeps small in-memory indexes over it (the queue order, the active
+jobs, the nodes' mailboxes) that :meth:`Scheduler.start` rebuilds on restart.
+
+Placement is event driven. A submit, a freed reservation or a new node sets a
+flag and wakes the placement task, which walks the queue in order (live first,
+then priority, then age) and asks :meth:`ResourceManager.reserve_any` for a
+node. A job that fits nowhere is skipped, so smaller jobs behind it still get
+placed; once one job of a scenario fails to fit, the rest of that scenario are
+skipped for the pass (capacity only shrinks during a pass). The placed job goes
+into the chosen node's mailbox, and the node's pending long-poll claim returns
+at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from examples.common.scenarios import SCENARIOS
+from examples.master.config import MasterConfig
+from examples.master.errors import APIError
+from examples.master.jobqueue import JobQueue, QueuedJob
+from examples.master.metrics import MasterMetrics, StateSource
+from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
+from ffrtmp_infra.resources import ResourceError, ResourceManager
+from ffrtmp_infra.tracing import extract_headers, inject_headers, job_assign, job_create
+
+__all__ = ["ActiveJob", "NodeState", "Scheduler"]
+
+log = logging.getLogger("examples.master.scheduler")
+
+
+@dataclass
+class NodeState:
+    """A node's live state: heartbeat time, undelivered assignments, cancel notices."""
+
+    record: NodeRecord
+    last_heartbeat: float
+    mailbox: deque[dict[str, Any]] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    cancels: set[str] = field(default_factory=set)
+
+    @property
+    def online(self) -> bool:
+        """True while the node heartbeats in time."""
+        return self.record.status == "online"
+
+
+@dataclass
+class ActiveJob:
+    """An assigned or running attempt, indexed for the timeout checks."""
+
+    job_id: str
+    node_id: str
+    attempt: int
+    queue: str
+    scenario: str
+    status: str
+    assigned_at: float
+    last_activity: float
+
+
+def _resource_request(scenario: str) -> dict[str, Any]:
+    wanted = SCENARIOS[scenario].resources
+    request = {k: wanted[k] for k in ("cpu", "gpu", "ram_gb") if k in wanted}
+    request["extended"] = dict(wanted.get("extended") or {}) or None
+    return request
+
+
+class Scheduler:
+    """Owns job and node state transitions; the HTTP routes are thin calls into it."""
+
+    def __init__(
+        self,
+        store: Store,
+        resources: ResourceManager,
+        config: MasterConfig,
+        *,
+        metrics: MasterMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.resources = resources
+        self.config = config
+        self.metrics = metrics or MasterMetrics()
+        self.clock = clock
+        self._jitter = jitter
+        self.queue = JobQueue()
+        self.nodes: dict[str, NodeState] = {}
+        self.active: dict[str, ActiveJob] = {}
+        self._fresh: set[str] = set()
+        self._capacity_changed = True
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exclude_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.placements = 0
+        self.metrics.watch(
+            StateSource(self.store.count_jobs_by_status, self.queue.counts, self._node_counts)
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover state from the store, then start the placement and monitor tasks."""
+        self.recover()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._placement_loop(), name="placement"),
+            loop.create_task(self._monitor_loop(), name="monitor"),
+        ]
+        self.kick(capacity=True)
+
+    async def stop(self) -> None:
+        """Stop the background tasks and persist heartbeat times."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._save_heartbeats()
+        for node in self.nodes.values():
+            node.wakeup.set()
+
+    def recover(self) -> None:
+        """Rebuild the in-memory indexes from the store after a (re)start.
+
+        Nodes get a fresh heartbeat grace period. Running attempts keep their
+        reservation (the worker may still be transcoding and will report with
+        its attempt number); assigned attempts whose delivery may have been
+        lost are superseded by a new attempt, so a late delivery is refused.
+        """
+        now = self.clock()
+        for record in self.store.list_nodes():
+            if record.status != "online":
+                continue
+            self.nodes[record.id] = NodeState(record=record, last_heartbeat=now)
+            self._register_resources(record)
+        with self.store.batch():
+            for job in self.store.jobs_with_status(["queued"]):
+                self._enqueue(job)
+            for job in self.store.jobs_with_status(ACTIVE):
+                node = self.nodes.get(job.node_id or "")
+                if job.status == "running" and node is not None and self._re_reserve(job):
+                    self.active[job.id] = ActiveJob(
+                        job.id,
+                        node.record.id,
+                        job.attempt,
+                        job.queue,
+                        job.scenario,
+                        job.status,
+                        job.assigned_at or now,
+                        now,
+                    )
+                else:
+                    self._end_attempt(job, "superseded", "not resumable after a master restart")
+                    self._requeue(job, retry_at=None)
+        log.info("recovered %d queued and %d active jobs", len(self.queue), len(self.active))
+
+    def _re_reserve(self, job: JobRecord) -> bool:
+        try:
+            self.resources.reserve(job.id, job.node_id or "", **_resource_request(job.scenario))
+        except ResourceError as exc:
+            log.warning("job %s no longer fits on node %s: %s", job.id, job.node_id, exc)
+            return False
+        return True
+
+    def kick(self, *, capacity: bool = False) -> None:
+        """Wake the placement task (``capacity=True`` when resources were freed)."""
+        if capacity:
+            self._capacity_changed = True
+        self._kick.set()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> JobRecord:
+        """Store a validated spec as a queued job and wake placement."""
+        now = self.clock()
+        job_id = str(uuid.uuid4())
+        with job_create(job_id, scenario=spec["scenario"], queue=spec["queue"]):
+            carrier = inject_headers()
+            job = JobRecord(
+                id=job_id,
+                seq=self.store.next_seq(),
+                status="queued",
+                scenario=spec["scenario"],
+                queue=spec["queue"],
+                priority=spec["priority"],
+                spec=spec,
+                created_at=now,
+                queued_at=now,
+                trace=carrier,
+            )
+            self.store.insert_job(job)
+        self._enqueue(job)
+        self.metrics.jobs_submitted.labels(job.queue).inc()
+        return job
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job, or a 404."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise APIError(404, f"job {job_id[:80]!r} not found")
+        return job
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or active job; the worker learns it on its next report."""
+        job = self.get_job(job_id)
+        if job.status in ("completed", "failed", "canceled"):
+            raise APIError(409, f"job is already {job.status}", {"status": job.status})
+        now = self.clock()
+        with self.store.batch():
+            self.queue.remove(job.id)
+            self._fresh.discard(job.id)
+            if job.status in ACTIVE:
+                self._end_attempt(job, "canceled", "canceled by user")
+                self._release(job.id)
+                node = self.nodes.get(job.node_id or "")
+                if node is not None:
+                    node.cancels.add(job.id)
+                    self._drop_from_mailbox(node, job.id)
+            self.store.update_job(job.id, status="canceled", finished_at=now, retry_at=None)
+        return self.get_job(job.id)
+
+    def retry(self, job_id: str) -> JobRecord:
+        """Put a failed or canceled job back in the queue with a fresh retry budget."""
+        job = self.get_job(job_id)
+        if job.status not in ("failed", "canceled"):
+            raise APIError(409, f"only failed or canceled jobs can be retried; job is {job.status}")
+        with self.store.batch():
+            self.store.update_job(job.id, failures=0, dead_letter=0, error=None)
+            job.failures = 0
+            self._requeue(job, retry_at=None)
+        return self.get_job(job.id)
+
+    # -- worker reports ----------------------------------------------------------------------
+
+    def _current(self, job_id: str, node_id: Any, attempt: Any) -> tuple[JobRecord, ActiveJob]:
+        job = self.get_job(job_id)
+        active = self.active.get(job.id)
+        if active is None or active.attempt != attempt or active.node_id != node_id:
+            if job.status == "canceled" and job.attempt == attempt:
+                raise APIError(409, "canceled", {"status": "canceled"})
+            raise APIError(
+                409,
+                "superseded",
+                {"current_attempt": job.attempt, "status": job.status},
+            )
+        return job, active
+
+    def progress(self, job_id: str, report: dict[str, Any]) -> None:
+        """Record a progress report; the first one moves the job from assigned to running."""
+        job, active = self._current(job_id, report["node_id"], report["attempt"])
+        now = self.clock()
+        active.last_activity = now
+        changes: dict[str, Any] = {"progress": report, "last_activity": now}
+        if active.status == "assigned":
+            active.status = "running"
+            changes.update(status="running", started_at=now)
+            self.store.update_attempt(job.id, job.attempt, started_at=now)
+        self.store.update_job(job.id, **changes)
+
+    def result(self, job_id: str, report: dict[str, Any]) -> JobRecord:
+        """Finish the current attempt: complete, retry with backoff, dead-letter, or requeue."""
+        job, _ = self._current(job_id, report["node_id"], report["attempt"])
+        now = self.clock()
+        status = report["status"]
+        with self.store.batch():
+            self._release(job.id)
+            if status == "completed":
+                self._end_attempt(job, "completed", None)
+                self.store.update_job(
+                    job.id, status="completed", result=report, finished_at=now, error=None
+                )
+                self.metrics.job_duration.labels(job.scenario).observe(
+                    max(0.0, now - (job.assigned_at or now))
+                )
+            elif status == "handed_back":
+                self._end_attempt(job, "handed_back", report.get("error"))
+                self._requeue(job, retry_at=None)
+            else:
+                error = report.get("error") or f"ffmpeg exited with {report.get('exit_code')}"
+                self._end_attempt(job, "failed", error)
+                self._fail_attempt(job, error, result=report)
+        return self.get_job(job.id)
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def register_node(self, body: dict[str, Any]) -> NodeState:
+        """Register a node or refresh an existing one (capacity updated, back online)."""
+        now = self.clock()
+        node_id = body["node_id"]
+        previous = self.nodes.get(node_id)
+        stored = previous.record if previous else self.store.get_node(node_id)
+        record = NodeRecord(
+            id=node_id,
+            status="online",
+            capacity=body["capacity"],
+            labels=body["labels"],
+            encoders=body["encoders"],
+            version=body["version"],
+            registered_at=stored.registered_at if stored else now,
+            last_heartbeat=now,
+        )
+        self.store.upsert_node(record)
+        if previous is not None:
+            previous.record = record
+            previous.last_heartbeat = now
+            state = previous
+        else:
+            state = NodeState(record=record, last_heartbeat=now)
+            self.nodes[node_id] = state
+        evicted = self._register_resources(record)
+        with self.store.batch():
+            for job_id in evicted:
+                job = self.store.get_job(job_id)
+                if job is not None and job.status in ACTIVE:
+                    self._end_attempt(job, "evicted", "node re-registered with less capacity")
+                    self._release(job.id)
+                    self._requeue(job, retry_at=None)
+        self._exclude_cache.clear()
+        self.kick(capacity=True)
+        return state
+
+    def _register_resources(self, record: NodeRecord) -> list[str]:
+        capacity = record.capacity
+        registered = self.resources.register_node(
+            record.id,
+            cpu=capacity["cpu"],
+            gpu=capacity.get("gpu", 0),
+            ram_gb=capacity.get("ram_gb", 0),
+            labels=record.labels or None,
+            extended=capacity.get("extended") or None,
+        )
+        return [getattr(r, "job_id", r) for r in getattr(registered, "no_longer_fit", ()) or ()]
+
+    def node(self, node_id: str) -> NodeState:
+        """The live state of an online or offline node, or a 404."""
+        state = self.nodes.get(node_id)
+        if state is None:
+            record = self.store.get_node(node_id)
+            if record is None:
+                raise APIError(404, f"node {node_id[:80]!r} not found")
+            if record.status == "removed":
+                raise APIError(410, f"node {node_id!r} was removed")
+            state = NodeState(record=record, last_heartbeat=record.last_heartbeat)
+        return state
+
+    def heartbeat(self, node_id: str, running: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """Refresh a node's liveness; answer with the jobs it must cancel.
+
+        ``running`` is what the worker says it runs. An attempt the master
+        thinks is on this node but that the worker no longer reports, and
+        that showed no activity for two heartbeat intervals, was lost (say a
+        worker restarted): it is requeued without counting as a failure.
+        """
+        state = self.nodes.get(node_id)
+        if state is None or not state.online:
+            record = self.store.get_node(node_id)
+            if record is not None and record.status == "removed":
+                raise APIError(410, f"node {node_id!r} was removed")
+            raise APIError(404, f"node {node_id[:80]!r} is not registered; register again")
+        now = self.clock()
+        state.last_heartbeat = now
+        if running is not None:
+            reported = {(r["job_id"], r["attempt"]) for r in running}
+            grace = 2 * self.config.heartbeat_interval
+            lost = [
+                a
+                for a in self.active.values()
+                if a.node_id == node_id
+                and (a.job_id, a.attempt) not in reported
+                and now - max(a.assigned_at, a.last_activity) > grace
+                and not any(m["job_id"] == a.job_id for m in state.mailbox)
+            ]
+            for active in lost:
+                self._lose(active, "worker no longer reports the job")
+            for job_id, _ in reported:
+                if job_id in state.cancels or (
+                    job_id not in self.active and self._is_canceled(job_id)
+                ):
+                    state.cancels.add(job_id)
+        cancels = sorted(state.cancels)
+        state.cancels.clear()
+        return {"status": "online", "cancel": cancels}
+
+    def _is_canceled(self, job_id: str) -> bool:
+        job = self.store.get_job(job_id)
+        return job is not None and job.status == "canceled"
+
+    def remove_node(self, node_id: str) -> list[str]:
+        """Drain and remove a node; its active jobs are requeued. Returns their ids."""
+        state = self.node(node_id)
+        with contextlib.suppress(ResourceError):
+            self.resources.drain(node_id)
+        evicted = [a.job_id for a in self.active.values() if a.node_id == node_id]
+        with self.store.batch():
+            for job_id in evicted:
+                self._lose(self.active[job_id], "node removed by operator")
+            self.store.set_node_status(node_id, "removed")
+        with contextlib.suppress(ResourceError):
+            self.resources.unregister_node(node_id)
+        state.record.status = "removed"
+        self.nodes.pop(node_id, None)
+        state.wakeup.set()
+        self._exclude_cache.clear()
+        self.kick(capacity=True)
+        return evicted
+
+    async def claim(self, node_id: str, wait: float) -> dict[str, Any] | None:
+        """Long-poll: the next assignment for this node, or ``None`` after ``wait`` seconds."""
+        state = self.nodes.get(node_id)
+        if state is None:
+            self.heartbeat(node_id, None)  # raises the 404/410 the worker acts on
+            raise AssertionError("unreachable")
+        state.last_heartbeat = self.clock()
+        deadline = time.monotonic() + min(wait, self.config.claim_wait_max)
+        while True:
+            if state.mailbox:
+                return state.mailbox.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not state.online:
+                return None
+            state.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wakeup.wait(), remaining)
+
+    # -- placement ---------------------------------------------------------------------------
+
+    async def _placement_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                self.place()
+            except Exception:
+                log.exception("placement pass failed; retrying on the next event")
+            await asyncio.sleep(0)
+
+    def place(self) -> int:
+        """Run one placement pass; returns how many jobs were placed."""
+        if not self.nodes or not self.queue:
+            self._fresh.clear()
+            return 0
+        now = self.clock()
+        if self._capacity_changed:
+            self._capacity_changed = False
+            candidates = list(self.queue)
+        else:
+            candidates = sorted(
+                (j for j in map(self.queue.get, self._fresh) if j is not None),
+                key=lambda j: j.key,
+            )
+        self._fresh.clear()
+        no_fit: set[str] = set()
+        placed = 0
+        with self.store.batch():
+            for queued in candidates:
+                if queued.retry_at is not None and queued.retry_at > now:
+                    continue
+                if queued.scenario in no_fit:
+                    continue
+                try:
+                    reservation = self.resources.reserve_any(
+                        queued.job_id,
+                        **_resource_request(queued.scenario),
+                        exclude=self._excluded_for(queued.scenario),
+                    )
+                except ResourceError:
+                    no_fit.add(queued.scenario)
+                    continue
+                self._assign(queued, reservation.node_id, now)
+                placed += 1
+        self.placements += placed
+        return placed
+
+    def _excluded_for(self, scenario: str) -> tuple[str, ...]:
+        encoders = tuple(SCENARIOS[scenario].encoders)
+        cached = self._exclude_cache.get(encoders)
+        if cached is None:
+            cached = tuple(
+                n.record.id
+                for n in self.nodes.values()
+                if not n.online or not set(encoders) <= set(n.record.encoders)
+            )
+            self._exclude_cache[encoders] = cached
+        return cached
+
+    def _assign(self, queued: QueuedJob, node_id: str, now: float) -> None:
+        self.queue.remove(queued.job_id)
+        job = self.store.get_job(queued.job_id)
+        assert job is not None
+        attempt = job.attempt + 1
+        token = otel_context.attach(extract_headers(job.trace))
+        try:
+            with job_assign(job.id, node_id, attempt=attempt, scenario=job.scenario):
+                carrier = inject_headers()
+        finally:
+            otel_context.detach(token)
+        self.store.update_job(
+            job.id,
+            status="assigned",
+            node_id=node_id,
+            attempt=attempt,
+            assigned_at=now,
+            started_at=None,
+            last_activity=now,
+            retry_at=None,
+            progress=None,
+        )
+        self.store.insert_attempt(AttemptRecord(job.id, attempt, node_id, assigned_at=now))
+        self.active[job.id] = ActiveJob(
+            job.id, node_id, attempt, job.queue, job.scenario, "assigned", now, now
+        )
+        stale = (
+            self.config.stale_timeout_live
+            if job.queue == "live"
+            else self.config.stale_timeout_batch
+        )
+        node = self.nodes[node_id]
+        node.mailbox.append(
+            {
+                "job_id": job.id,
+                "attempt": attempt,
+                "spec": job.spec,
+                "trace": carrier,
+                "stale_timeout": stale,
+            }
+        )
+        node.wakeup.set()
+        self.metrics.jobs_placed.labels(job.queue).inc()
+        self.metrics.job_wait.labels(job.queue).observe(max(0.0, now - job.queued_at))
+
+    # -- timeouts ----------------------------------------------------------------------------
+
+    async def _monitor_loop(self) -> None:
+        last_save = self.clock()
+        while True:
+            await asyncio.sleep(self.config.monitor_interval)
+            try:
+                self.check_timeouts()
+                if self.clock() - last_save >= self.config.heartbeat_interval:
+                    self._save_heartbeats()
+                    last_save = self.clock()
+            except Exception:
+                log.exception("monitor pass failed")
+
+    def check_timeouts(self) -> None:
+        """Mark silent nodes offline, fail stale attempts, release due retries."""
+        now = self.clock()
+        with self.store.batch():
+            for state in list(self.nodes.values()):
+                if state.online and now - state.last_heartbeat > self.config.heartbeat_timeout:
+                    self._node_offline(state)
+            for active in list(self.active.values()):
+                limit = (
+                    self.config.stale_timeout_live
+                    if active.queue == "live"
+                    else self.config.stale_timeout_batch
+                )
+                if now - active.last_activity > limit:
+                    job = self.store.get_job(active.job_id)
+                    assert job is not None
+                    idle = now - active.last_activity
+                    error = f"stale: no progress for {idle:.0f}s (limit {limit:g}s)"
+                    self._end_attempt(job, "stale", error)
+                    self._release(job.id)
+                    self._fail_attempt(job, error, result=None)
+        due = [j.job_id for j in self.queue if j.retry_at is not None and j.retry_at <= now]
+        if due:
+            for job_id in due:
+                queued = self.queue.get(job_id)
+                if queued is not None:
+                    queued.retry_at = None
+            self._fresh.update(due)
+            self.kick()
+
+    def _node_offline(self, state: NodeState) -> None:
+        log.warning("node %s missed heartbeats; marking it offline", state.record.id)
+        state.record.status = "offline"
+        self.store.set_node_status(state.record.id, "offline")
+        for active in [a for a in self.active.values() if a.node_id == state.record.id]:
+            job = self.store.get_job(active.job_id)
+            assert job is not None
+            error = f"node {state.record.id} went offline (no heartbeat)"
+            self._end_attempt(job, "node_lost", error)
+            self._release(job.id)
+            self._fail_attempt(job, error, result=None, backoff=False)
+        state.mailbox.clear()
+        with contextlib.suppress(ResourceError):
+            self.resources.unregister_node(state.record.id)
+        del self.nodes[state.record.id]
+        state.wakeup.set()
+        self._exclude_cache.clear()
+
+    def _lose(self, active: ActiveJob, reason: str) -> None:
+        job = self.store.get_job(active.job_id)
+        assert job is not None
+        self._end_attempt(job, "lost", reason)
+        self._release(job.id)
+        node = self.nodes.get(active.node_id)
+        if node is not None:
+            self._drop_from_mailbox(node, job.id)
+        self._requeue(job, retry_at=None)
+
+    # -- shared transitions ----------------------------------------------------------------
+
+    def _fail_attempt(
+        self, job: JobRecord, error: str, *, result: dict[str, Any] | None, backoff: bool = True
+    ) -> None:
+        failures = job.failures + 1
+        now = self.clock()
+        if failures > self.config.max_retries:
+            self.store.update_job(
+                job.id,
+                status="failed",
+                failures=failures,
+                error=error,
+                result=result,
+                finished_at=now,
+                dead_letter=1,
+            )
+            self.metrics.jobs_finished.labels("dead_letter").inc()
+            return
+        self.store.update_job(job.id, failures=failures, error=error, result=result)
+        job.failures = failures
+        retry_at = now + self.backoff(failures) if backoff else None
+        self._requeue(job, retry_at=retry_at)
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before retry number ``failures``: exponential, capped, with jitter.
+
+        "Equal jitter": half the exponential delay is fixed, half random, so
+        retries of jobs that failed together spread out but never come early.
+        """
+        delay = min(
+            self.config.retry_backoff_max, self.config.retry_backoff * 2.0 ** (failures - 1)
+        )
+        return delay / 2 + self._jitter() * delay / 2
+
+    def _requeue(self, job: JobRecord, *, retry_at: float | None) -> None:
+        now = self.clock()
+        self.active.pop(job.id, None)
+        self.store.update_job(
+            job.id,
+            status="queued",
+            node_id=None,
+            queued_at=now,
+            retry_at=retry_at,
+            finished_at=None,
+            progress=None,
+        )
+        job.status, job.retry_at, job.queued_at = "queued", retry_at, now
+        self._enqueue(job)
+
+    def _enqueue(self, job: JobRecord) -> None:
+        self.queue.add(
+            QueuedJob(
+                job.id, job.seq, job.scenario, job.queue, job.priority, job.created_at, job.retry_at
+            )
+        )
+        if job.retry_at is None:
+            self._fresh.add(job.id)
+            self.kick()
+
+    def _end_attempt(self, job: JobRecord, outcome: str, error: str | None) -> None:
+        self.active.pop(job.id, None)
+        if job.attempt:
+            self.store.update_attempt(
+                job.id, job.attempt, finished_at=self.clock(), outcome=outcome, error=error
+            )
+        self.metrics.jobs_finished.labels(outcome).inc()
+
+    def _release(self, job_id: str) -> None:
+        with contextlib.suppress(ResourceError):
+            self.resources.release(job_id)
+        self.kick(capacity=True)
+
+    @staticmethod
+    def _drop_from_mailbox(node: NodeState, job_id: str) -> None:
+        kept = [m for m in node.mailbox if m["job_id"] != job_id]
+        node.mailbox.clear()
+        node.mailbox.extend(kept)
+
+    def _save_heartbeats(self) -> None:
+        self.store.save_heartbeats((n.record.id, n.last_heartbeat) for n in self.nodes.values())
+
+    def _node_counts(self) -> dict[str, int]:
+        online = sum(1 for n in self.nodes.values() if n.online)
+        offline = sum(1 for n in self.store.list_nodes() if n.status == "offline")
+        return {"online": online, "offline": offline}
+
+    def running_on(self, node_id: str) -> Iterable[ActiveJob]:
+        """The active attempts placed on a node."""
+        return [a for a in self.active.values() if a.node_id == node_id]

@@ -1,0 +1,57 @@
+-- ARGV: node, cc, cr, cg, ac, ar, ag, n_ext, (name, cap, alloc)*, n_labels, (key, value)*
+-- Returns {node_view, misfit reservations...}.
+local id = ARGV[1]
+local nk = nkey(id)
+local fields = {"cc", ARGV[2], "cr", ARGV[3], "cg", ARGV[4],
+                "ac", ARGV[5], "ar", ARGV[6], "ag", ARGV[7]}
+local pos = 8
+local n_ext = tonumber(ARGV[pos]); pos = pos + 1
+local alloc_ext = {}
+for _ = 1, n_ext do
+  local name = ARGV[pos]
+  table.insert(fields, "cx:" .. name); table.insert(fields, ARGV[pos + 1])
+  table.insert(fields, "ax:" .. name); table.insert(fields, ARGV[pos + 2])
+  alloc_ext[name] = tonumber(ARGV[pos + 2])
+  pos = pos + 3
+end
+local n_labels = tonumber(ARGV[pos]); pos = pos + 1
+for _ = 1, n_labels do
+  table.insert(fields, "l:" .. ARGV[pos]); table.insert(fields, ARGV[pos + 1])
+  pos = pos + 2
+end
+
+local misfits = {}
+if redis.call("EXISTS", nk) == 1 then
+  local h = redis.call("HKEYS", nk)
+  for _, f in ipairs(h) do
+    local p = string.sub(f, 1, 3)
+    if p == "cx:" or p == "ax:" or string.sub(f, 1, 2) == "l:" then redis.call("HDEL", nk, f) end
+  end
+  redis.call("HSET", nk, unpack(fields))
+  -- Reservations, oldest first, that the new allocatable no longer holds.
+  local ac, ar, ag = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local c, r, g, x = 0, 0, 0, {}
+  for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
+    local res = reservation(job)
+    if res then
+      c = c + res[3]; r = r + res[4]; g = g + res[5]
+      local over = c > ac or r > ar or g > ag
+      for i = 7, #res, 2 do
+        x[res[i]] = (x[res[i]] or 0) + res[i + 1]
+        if x[res[i]] > (alloc_ext[res[i]] or 0) then over = true end
+      end
+      for d in string.gmatch(res[6], "%d+") do
+        if tonumber(d) >= ag then over = true end
+      end
+      if over then table.insert(misfits, res) end
+    end
+  end
+else
+  local seq = redis.call("INCR", base .. ":seq")
+  redis.call("ZADD", NODES, seq, id)
+  redis.call("HSET", nk, "seq", seq, "uc", 0, "ur", 0, "ug", 0, "drain", 0, "dev", "",
+             unpack(fields))
+end
+local out = {node_view(id)}
+for _, res in ipairs(misfits) do table.insert(out, res) end
+return out

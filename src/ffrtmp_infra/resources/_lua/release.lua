@@ -1,0 +1,25 @@
+-- ARGV: job. Returns the reservation it removed, or {} when the job held nothing.
+local job = ARGV[1]
+local res = reservation(job)
+if not res then return {} end
+local id = res[2]
+local nk = nkey(id)
+if redis.call("EXISTS", nk) == 1 then
+  redis.call("HINCRBY", nk, "uc", 0 - res[3])
+  redis.call("HINCRBY", nk, "ur", 0 - res[4])
+  if res[5] > 0 then
+    redis.call("HINCRBY", nk, "ug", 0 - res[5])
+    local dev = redis.call("HGET", nk, "dev") or ""
+    for d in string.gmatch(res[6], "%d+") do dev = set_dev(dev, tonumber(d), "0") end
+    redis.call("HSET", nk, "dev", dev)
+  end
+  for i = 7, #res, 2 do
+    if redis.call("HINCRBY", nk, "ux:" .. res[i], 0 - res[i + 1]) == 0 then
+      redis.call("HDEL", nk, "ux:" .. res[i])
+    end
+  end
+end
+redis.call("ZREM", njkey(id), job)
+redis.call("DEL", rkey(job))
+redis.call("HINCRBY", STATS, "released", 1)
+return res

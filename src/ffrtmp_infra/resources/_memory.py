@@ -1,0 +1,505 @@
+"""The in-process backend: one lock, integer records, a lazy placement index."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ._errors import (
+    DuplicateJobError,
+    InsufficientResourcesError,
+    InvalidAmountError,
+    NodeDrainingError,
+    NoNodeAvailableError,
+    UnknownNodeError,
+)
+from ._index import Index, NodeState
+from ._quantity import format_cpu, format_ram
+from ._scoring import BuiltinScorer, Scorer, Selector, builtin_score, matches
+from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
+
+_new = tuple.__new__
+_REQUESTS: dict[int, Resources] = {}  # (cpu_milli << 32 | ram_mib) -> shared Resources
+
+
+def node_view(n: NodeState) -> Node:
+    """The immutable view of a node record (call with the lock held)."""
+    mask, devices, i = n.gpu_mask, [], 0
+    while mask:
+        if mask & 1:
+            devices.append(i)
+        mask >>= 1
+        i += 1
+    used = Resources(
+        n.used_cpu, n.used_ram, n.used_gpu, MappingProxyType(dict(sorted(n.used_ext.items())))
+    )
+    return Node(
+        n.node_id,
+        n.capacity,
+        n.allocatable,
+        used,
+        n.labels,
+        n.draining,
+        len(n.jobs),
+        tuple(devices),
+    )
+
+
+def shortfall(
+    n: NodeState, rc: int, rr: int, rg: int, ext: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """Each resource the node lacks for the request: name -> (requested, available)."""
+    short: dict[str, tuple[int, int]] = {}
+    for name, req, avail in (
+        ("cpu", rc, n.alloc_cpu - n.used_cpu),
+        ("ram", rr, n.alloc_ram - n.used_ram),
+        ("gpu", rg, n.alloc_gpu - n.used_gpu),
+    ):
+        if req > avail:
+            short[name] = (req, max(0, avail))
+    for k, v in ext.items():
+        avail = n.alloc_ext.get(k, 0) - n.used_ext.get(k, 0)
+        if v > avail:
+            short[k] = (v, max(0, avail))
+    return short
+
+
+def insufficient(node_id: str, short: dict[str, tuple[int, int]]) -> InsufficientResourcesError:
+    parts = []
+    for name, (need, have) in short.items():
+        if name == "cpu":
+            parts.append(f"cpu: need {format_cpu(need)} cores, available {format_cpu(have)}")
+        elif name == "ram":
+            parts.append(f"ram: need {format_ram(need)}, available {format_ram(have)}")
+        else:
+            parts.append(f"{name}: need {need}, available {have}")
+    message = f"node {node_id!r} has insufficient " + "; ".join(parts)
+    return InsufficientResourcesError(node_id, short, message)
+
+
+def no_longer_fit(
+    jobs: Mapping[str, Reservation], allocatable: Resources
+) -> tuple[Reservation, ...]:
+    """The reservations, oldest first, that push the node past ``allocatable`` or hold a
+    GPU device index it no longer has."""
+    c = r = g = 0
+    ext: dict[str, int] = {}
+    out = []
+    for res in jobs.values():
+        req = res.resources
+        c, r, g = c + req.cpu_milli, r + req.ram_mib, g + req.gpu
+        over = c > allocatable.cpu_milli or r > allocatable.ram_mib or g > allocatable.gpu
+        for k, v in req.extended.items():
+            ext[k] = ext.get(k, 0) + v
+            over = over or ext[k] > allocatable.extended.get(k, 0)
+        if over or any(d >= allocatable.gpu for d in res.gpu_devices):
+            out.append(res)
+    return tuple(out)
+
+
+class MemoryBackend:
+    """Nodes and reservations in this process, behind one lock.
+
+    Every operation is a few dictionary and integer updates under one
+    ``threading.Lock``; nothing blocks while it is held, so the async twins call
+    the same code directly.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeState] = {}
+        self._reservations: dict[str, Reservation] = {}
+        self._index = Index()
+        self._dirty = self._index.dirty  # nodes whose index entry is stale
+        self._seq = 0
+        self.reserved_total = 0
+        self.released_total = 0
+        self.rejected_total = 0
+        self.evicted_total = 0
+
+    # -- nodes ---------------------------------------------------------------------
+
+    def register(
+        self,
+        node_id: str,
+        capacity: Resources,
+        allocatable: Resources,
+        labels: Mapping[str, str],
+    ) -> RegisterResult:
+        with self._lock:
+            n = self._nodes.get(node_id)
+            if n is None:
+                self._seq += 1
+                n = NodeState(node_id, self._seq, capacity, allocatable, labels)
+                self._nodes[node_id] = n
+                self._index.add(n)
+                return RegisterResult(node_view(n))
+            lost = no_longer_fit(n.jobs, allocatable)  # type: ignore[arg-type]
+            self._index.remove(n)
+            n.capacity, n.allocatable, n.labels = capacity, allocatable, labels
+            n.alloc_cpu, n.alloc_ram, n.alloc_gpu = (
+                allocatable.cpu_milli,
+                allocatable.ram_mib,
+                allocatable.gpu,
+            )
+            n.alloc_ext = dict(allocatable.extended)
+            self._index.add(n)
+            return RegisterResult(node_view(n), lost)
+
+    def set_draining(self, node_id: str, draining: bool) -> Node:
+        with self._lock:
+            n = self._nodes.get(node_id)
+            if n is None:
+                raise UnknownNodeError(node_id)
+            if n.draining != draining:
+                n.draining = draining
+                if n.shape is not None:
+                    n.shape.refresh(n)
+            return node_view(n)
+
+    def unregister(self, node_id: str) -> list[Reservation]:
+        with self._lock:
+            n = self._nodes.pop(node_id, None)
+            if n is None:
+                raise UnknownNodeError(node_id)
+            self._index.remove(n)
+            evicted: list[Reservation] = list(n.jobs.values())  # type: ignore[arg-type]
+            for res in evicted:
+                del self._reservations[res.job_id]
+            self.evicted_total += len(evicted)
+            return evicted
+
+    def get_node(self, node_id: str) -> Node:
+        with self._lock:
+            n = self._nodes.get(node_id)
+            if n is None:
+                raise UnknownNodeError(node_id)
+            return node_view(n)
+
+    # -- reservations --------------------------------------------------------------
+
+    def _existing(
+        self, res: Reservation, node_id: str | None, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        have = res.resources
+        if (
+            (node_id is None or res.node_id == node_id)
+            and have.cpu_milli == rc
+            and have.ram_mib == rr
+            and have.gpu == rg
+            and dict(have.extended) == ext
+        ):
+            return res
+        raise DuplicateJobError(
+            res.job_id, f"on node {res.node_id!r} for {have.describe()} (a different request)"
+        )
+
+    def _take(
+        self, n: NodeState, job_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        n.used_cpu += rc
+        n.used_ram += rr
+        devices: tuple[int, ...] = ()
+        if rg:
+            n.used_gpu += rg
+            mask, i = n.gpu_mask, 0
+            picked: list[int] = []
+            while len(picked) < rg:
+                if not (mask >> i) & 1:
+                    picked.append(i)
+                    mask |= 1 << i
+                i += 1
+            n.gpu_mask = mask
+            devices = tuple(picked)
+        extended: Mapping[str, int] = EMPTY
+        if ext:
+            used_ext = n.used_ext
+            for k, v in ext.items():
+                used_ext[k] = used_ext.get(k, 0) + v
+            extended = MappingProxyType(ext)
+        res: Reservation = _new(
+            Reservation, (job_id, n.node_id, _new(Resources, (rc, rr, rg, extended)), devices)
+        )
+        self._reservations[job_id] = res
+        n.jobs[job_id] = res
+        if not n.dirty:
+            n.dirty = True
+            self._dirty.append(n)
+        self.reserved_total += 1
+        return res
+
+    def reserve(
+        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        with self._lock:
+            reservations = self._reservations
+            n = self._nodes.get(node_id)
+            if (
+                n is None
+                or job_id in reservations
+                or rg
+                or ext
+                or n.draining
+                or rc > n.alloc_cpu - n.used_cpu
+                or rr > n.alloc_ram - n.used_ram
+            ):
+                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
+            # The common case (CPU and RAM only, fits): no helper calls, and the request
+            # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
+            n.used_cpu += rc
+            n.used_ram += rr
+            req = _REQUESTS.get(rc << 32 | rr)
+            if req is None:
+                req = _new(Resources, (rc, rr, 0, EMPTY))
+                if len(_REQUESTS) < 4096:
+                    _REQUESTS[rc << 32 | rr] = req
+            res: Reservation = _new(Reservation, (job_id, node_id, req, ()))
+            reservations[job_id] = res
+            n.jobs[job_id] = res
+            if not n.dirty:
+                n.dirty = True
+                self._dirty.append(n)
+            self.reserved_total += 1
+            return res
+
+    def _reserve_general(
+        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        res = self._reservations.get(job_id)
+        if res is not None:
+            return self._existing(res, node_id, rc, rr, rg, ext)
+        n = self._nodes.get(node_id)
+        if n is None:
+            raise UnknownNodeError(node_id)
+        if n.draining:
+            self.rejected_total += 1
+            raise NodeDrainingError(node_id)
+        if (
+            rc > n.alloc_cpu - n.used_cpu
+            or rr > n.alloc_ram - n.used_ram
+            or rg > n.alloc_gpu - n.used_gpu
+            or (
+                ext
+                and any(v > n.alloc_ext.get(k, 0) - n.used_ext.get(k, 0) for k, v in ext.items())
+            )
+        ):
+            self.rejected_total += 1
+            raise insufficient(node_id, shortfall(n, rc, rr, rg, ext))
+        return self._take(n, job_id, rc, rr, rg, ext)
+
+    def reserve_any(
+        self,
+        job_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        selector: Selector,
+        exclude: frozenset[str],
+        scorer: Scorer,
+    ) -> Reservation:
+        with self._lock:
+            res = self._reservations.get(job_id)
+            if res is not None:
+                return self._existing(res, None, rc, rr, rg, ext)
+            if type(scorer) is BuiltinScorer:
+                n = self._index.best(scorer.name, rc, rr, rg, ext, selector, exclude)
+            else:
+                n = self._best_custom(scorer, rc, rr, rg, ext, selector, exclude)
+            if n is None:
+                self.rejected_total += 1
+                request = Resources(rc, rr, rg, ext)
+                raise NoNodeAvailableError(
+                    f"no node can hold {request.describe()}"
+                    + (f" with selector {dict(selector)}" if selector else "")
+                    + f" ({len(self._nodes)} nodes registered)"
+                )
+            return self._take(n, job_id, rc, rr, rg, ext)
+
+    def _feasible(
+        self,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: Mapping[str, int],
+        selector: Selector,
+        exclude: frozenset[str],
+    ) -> list[NodeState]:
+        out = []
+        for n in self._nodes.values():
+            if (
+                n.draining
+                or rc > n.alloc_cpu - n.used_cpu
+                or rr > n.alloc_ram - n.used_ram
+                or rg > n.alloc_gpu - n.used_gpu
+                or n.node_id in exclude
+            ):
+                continue
+            if ext and any(
+                v > n.alloc_ext.get(k, 0) - n.used_ext.get(k, 0) for k, v in ext.items()
+            ):
+                continue
+            if selector and not matches(n.labels, selector):
+                continue
+            out.append(n)
+        return out
+
+    def _best_custom(
+        self,
+        scorer: Scorer,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        selector: Selector,
+        exclude: frozenset[str],
+    ) -> NodeState | None:
+        request = Resources(rc, rr, rg, MappingProxyType(ext))
+        best: NodeState | None = None
+        best_score = 0.0
+        for n in self._feasible(rc, rr, rg, ext, selector, exclude):
+            score = scorer.score(node_view(n), request)
+            if best is None or score > best_score:
+                best, best_score = n, score
+        return best
+
+    def release(self, job_id: str) -> Reservation | None:
+        with self._lock:
+            try:
+                res = self._reservations.pop(job_id, None)
+            except TypeError:  # unhashable: free to catch, try costs nothing on 3.11+
+                res = None
+            if res is None:
+                if type(job_id) is not str:
+                    raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
+                return None
+            n = self._nodes[res[1]]
+            del n.jobs[job_id]
+            req = res[2]
+            n.used_cpu -= req[0]
+            n.used_ram -= req[1]
+            if req[2] or req[3]:
+                self._give_back(n, res)
+            if not n.dirty:
+                n.dirty = True
+                self._dirty.append(n)
+            self.released_total += 1
+            return res
+
+    @staticmethod
+    def _give_back(n: NodeState, res: Reservation) -> None:
+        req = res.resources
+        if req.gpu:
+            n.used_gpu -= req.gpu
+            for d in res.gpu_devices:
+                n.gpu_mask &= ~(1 << d)
+        used_ext = n.used_ext
+        for k, v in req.extended.items():
+            left = used_ext[k] - v
+            if left:
+                used_ext[k] = left
+            else:
+                del used_ext[k]
+
+    def get_reservation(self, job_id: str) -> Reservation | None:
+        return self._reservations.get(job_id)
+
+    def available_nodes(
+        self,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        selector: Selector,
+        scorer: Scorer,
+    ) -> list[str]:
+        with self._lock:
+            feasible = self._feasible(rc, rr, rg, ext, selector, frozenset())
+            if type(scorer) is BuiltinScorer:
+                kind = scorer.name
+                scored: list[tuple[float, NodeState]] = [
+                    (
+                        -builtin_score(
+                            kind, n.alloc_cpu, n.alloc_ram, n.used_cpu, n.used_ram, rc, rr
+                        ),
+                        n,
+                    )
+                    for n in feasible
+                ]
+            else:
+                request = Resources(rc, rr, rg, MappingProxyType(ext))
+                scored = [(-scorer.score(node_view(n), request), n) for n in feasible]
+        scored.sort(key=lambda item: (item[0], item[1].seq))
+        return [n.node_id for _, n in scored]
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            nodes = {node_id: node_view(n) for node_id, n in self._nodes.items()}
+            reservations = dict(self._reservations)
+        return Snapshot(MappingProxyType(nodes), MappingProxyType(reservations))
+
+    def counters(self) -> dict[str, int]:
+        """Reservations made, released, rejected and evicted since this backend started."""
+        with self._lock:
+            return {
+                "reserved": self.reserved_total,
+                "released": self.released_total,
+                "rejected": self.rejected_total,
+                "evicted": self.evicted_total,
+            }
+
+    def close(self) -> None:
+        """Nothing to close; present for symmetry with the Redis backend."""
+
+    # -- async twins: the lock is held for microseconds and nothing blocks under it,
+    # so running the sync code on the event loop thread is the fastest correct path.
+
+    async def aregister(
+        self, node_id: str, capacity: Resources, allocatable: Resources, labels: Mapping[str, str]
+    ) -> RegisterResult:
+        return self.register(node_id, capacity, allocatable, labels)
+
+    async def aset_draining(self, node_id: str, draining: bool) -> Node:
+        return self.set_draining(node_id, draining)
+
+    async def aunregister(self, node_id: str) -> list[Reservation]:
+        return self.unregister(node_id)
+
+    async def aget_node(self, node_id: str) -> Node:
+        return self.get_node(node_id)
+
+    async def areserve(
+        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        return self.reserve(job_id, node_id, rc, rr, rg, ext)
+
+    async def areserve_any(
+        self,
+        job_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        selector: Selector,
+        exclude: frozenset[str],
+        scorer: Scorer,
+    ) -> Reservation:
+        return self.reserve_any(job_id, rc, rr, rg, ext, selector, exclude, scorer)
+
+    async def arelease(self, job_id: str) -> Reservation | None:
+        return self.release(job_id)
+
+    async def aget_reservation(self, job_id: str) -> Reservation | None:
+        return self.get_reservation(job_id)
+
+    async def aavailable_nodes(
+        self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer
+    ) -> list[str]:
+        return self.available_nodes(rc, rr, rg, ext, selector, scorer)
+
+    async def asnapshot(self) -> Snapshot:
+        return self.snapshot()
+
+    async def aclose(self) -> None:
+        self.close()

@@ -1,0 +1,167 @@
+"""Parsing of user amounts into the fixed-point integers the manager keeps.
+
+CPU is kept in millicores, RAM in MiB, GPUs and extended resources in whole units.
+Floats go through their shortest decimal ``repr`` so ``0.1`` is exactly 100 millicores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from ._errors import InvalidAmountError
+
+#: Largest amounts kept, in internal units. CPU times RAM stays below 2**53 so every
+#: score is computed exactly in the doubles Redis' Lua uses (see ``_scoring``).
+MAX_CPU_MILLI = 10**7  # 10,000 cores
+MAX_RAM_MIB = 10**8  # about 95 TiB
+MAX_UNITS = 10**9  # GPUs and extended resources
+
+_NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+_RAM_UNITS = {
+    "": Decimal(1 << 30),  # a bare number is GiB, as in ``ram_gb``
+    "Ki": Decimal(1 << 10),
+    "Mi": Decimal(1 << 20),
+    "Gi": Decimal(1 << 30),
+    "Ti": Decimal(1 << 40),
+    "Pi": Decimal(1 << 50),
+    "k": Decimal(10**3),
+    "K": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+}
+_MIB = Decimal(1 << 20)
+RESERVED_NAMES = frozenset({"cpu", "ram", "ram_gb", "gpu", "memory"})
+
+
+def _decimal(name: str, value: object, hint: str) -> tuple[Decimal, str]:
+    """Split ``value`` into a finite, non-negative Decimal and its unit suffix."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise InvalidAmountError(
+            f"{name} must be a number or a string such as {hint}, got {value!r}"
+        )
+    unit = ""
+    if isinstance(value, str):
+        match = _NUMBER.match(value)
+        if match is None:
+            raise InvalidAmountError(f"{name} must look like {hint}, got {value!r}")
+        number, unit = Decimal(match.group(1)), match.group(2)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidAmountError(f"{name} must be finite, got {value!r}")
+        number = Decimal(repr(value))
+    else:
+        try:
+            number = Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - Decimal(int) cannot fail
+            raise InvalidAmountError(f"{name} is not a number: {value!r}") from exc
+    if not number.is_finite():
+        raise InvalidAmountError(f"{name} must be finite, got {value!r}")
+    if number < 0:
+        raise InvalidAmountError(f"{name} must be >= 0, got {value!r}")
+    return number, unit
+
+
+def _bounded(name: str, units: int, value: object, limit: int, unit: str) -> int:
+    if units > limit:
+        raise InvalidAmountError(f"{name} must be at most {limit:,} {unit}, got {value!r}")
+    return units
+
+
+def parse_cpu(value: object, name: str = "cpu") -> int:
+    """Cores (``2``, ``0.5``, ``"1.5"``) or millicores (``"500m"``) -> millicores."""
+    if type(value) is int and 0 <= value <= MAX_CPU_MILLI // 1000:
+        return value * 1000
+    number, unit = _decimal(name, value, "2, 0.5 or '500m'")
+    if unit == "":
+        milli = number * 1000
+    elif unit == "m":
+        milli = number
+    else:
+        raise InvalidAmountError(f"{name} unit must be cores or 'm' (millicores), got {value!r}")
+    if milli != milli.to_integral_value():
+        raise InvalidAmountError(f"{name} precision finer than 1m is not allowed, got {value!r}")
+    return _bounded(name, int(milli), value, MAX_CPU_MILLI, "millicores")
+
+
+def parse_ram(value: object, name: str = "ram_gb") -> int:
+    """GiB (``16``, ``0.5``) or a byte quantity (``"2Gi"``, ``"512Mi"``, ``"1G"``) -> MiB.
+
+    Amounts that are not a whole number of MiB round up to the next MiB.
+    """
+    if type(value) is int and 0 <= value <= MAX_RAM_MIB >> 10:
+        return value << 10
+    number, unit = _decimal(name, value, "16, 0.5, '2Gi' or '512Mi'")
+    scale = _RAM_UNITS.get(unit)
+    if scale is None:
+        raise InvalidAmountError(
+            f"{name} unit must be one of Ki, Mi, Gi, Ti, Pi, k, M, G, T, P "
+            f"(a bare number is GiB), got {value!r}"
+        )
+    mib = number * scale / _MIB
+    return _bounded(name, math.ceil(mib), value, MAX_RAM_MIB, "MiB")
+
+
+def parse_count(value: object, name: str) -> int:
+    """A whole, non-negative number of units (GPUs, extended resources)."""
+    if type(value) is int and 0 <= value <= MAX_UNITS:
+        return value
+    number, unit = _decimal(name, value, "a whole number such as 2")
+    if unit:
+        raise InvalidAmountError(f"{name} takes no unit, got {value!r}")
+    if number != number.to_integral_value():
+        raise InvalidAmountError(f"{name} must be a whole number, got {value!r}")
+    return _bounded(name, int(number), value, MAX_UNITS, "units")
+
+
+def parse_extended(value: Mapping[str, object] | None, name: str = "extended") -> dict[str, int]:
+    """Validate an extended-resource mapping; zero amounts are dropped."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidAmountError(f"{name} must be a mapping of name to count, got {value!r}")
+    out: dict[str, int] = {}
+    for key, amount in value.items():
+        check_name(key, f"{name} resource name")
+        if key in RESERVED_NAMES:
+            raise InvalidAmountError(
+                f"{name} resource name {key!r} is reserved; use the cpu/gpu/ram_gb arguments"
+            )
+        units = parse_count(amount, f"{name}[{key!r}]")
+        if units:
+            out[key] = units
+    return dict(sorted(out.items()))
+
+
+def check_name(value: object, what: str) -> str:
+    """Names of resources and label keys: 1-63 characters of ``A-Za-z0-9._/-``."""
+    if not isinstance(value, str) or _NAME.match(value) is None:
+        raise InvalidAmountError(
+            f"{what} must be 1-63 characters of letters, digits, '.', '_', '/', '-' "
+            f"starting with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+def check_id(value: object, what: str) -> str:
+    """Node and job ids: non-empty strings of at most 256 characters, no control characters."""
+    if type(value) is not str or not value or len(value) > 256 or not value.isprintable():
+        raise InvalidAmountError(
+            f"{what} must be a non-empty printable string of at most 256 characters, got {value!r}"
+        )
+    return value
+
+
+def format_cpu(milli: int) -> str:
+    """Millicores for messages: ``4`` or ``0.5`` cores."""
+    return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli / 1000:g}"
+
+
+def format_ram(mib: int) -> str:
+    """MiB for messages: ``8Gi`` or ``512Mi``."""
+    return f"{mib >> 10}Gi" if mib % 1024 == 0 else f"{mib}Mi"

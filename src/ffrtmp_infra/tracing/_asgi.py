@@ -1,0 +1,253 @@
+"""``TracingMiddleware``: one SERVER span per HTTP request or WebSocket connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import get_global_textmap
+from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
+from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ffrtmp_infra.tracing._logging import remember_span
+from ffrtmp_infra.tracing._server import (
+    Attributes,
+    Exclusions,
+    Plan,
+    PropagationFields,
+    normalize_method,
+    parse_host,
+    redact_query,
+    route_name,
+)
+from ffrtmp_infra.tracing._spans import record_error
+
+__all__ = ["TracingMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_MARK = "ffrtmp.tracing"  # set in the scope while a span is open: nested copies pass through
+_ENV_VARS = ("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+
+
+def _route(scope: Scope) -> str | None:
+    """The matched route template, as Starlette (>= 1.7) leaves it in the scope."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    path_format = getattr(route, "path_format", None)
+    if not isinstance(path_format, str):
+        return None
+    if type(route).__name__ == "Mount":  # a mounted app that is not a Starlette router
+        return scope.get("root_path") or "/"
+    return (scope.get("root_path", "").rstrip("/") + path_format) or "/"
+
+
+class TracingMiddleware:
+    """Pure ASGI middleware: a SERVER span per request, named ``METHOD /route/{template}``.
+
+    * Incoming ``traceparent``/``tracestate``/``baggage`` (whatever the global
+      propagator reads) are continued; without them the span is a root.
+    * Attributes follow the stable HTTP semantic conventions; ``url.query`` has
+      secret-looking values (``key``, ``token``, ``sig`` ...) redacted.
+    * Exceptions are recorded (event, ``error.type``, ERROR status) wherever the
+      middleware sits in the stack; a 5xx response marks the span as an error.
+    * ``excluded_urls``: regexes searched in the path (comma-separated string or
+      a sequence). ``None`` means the :func:`init_tracer` config's value, else
+      ``OTEL_PYTHON_ASGI_EXCLUDED_URLS`` / ``OTEL_PYTHON_EXCLUDED_URLS``, else
+      :data:`DEFAULT_EXCLUDED_URLS` (health and metrics). Pass ``()`` to trace all.
+    * WebSockets get one span per connection; ``lifespan`` passes through.
+    * ``tracer_provider``: defaults to the global one, looked up per request so
+      a provider installed after the app was built is used.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        excluded_urls: str | Sequence[str] | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.app = app
+        self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
+        self._excluded = self._exclusions.matcher
+        self._fixed_provider = tracer_provider
+        self._plan = (
+            Plan.build(tracer_provider) if tracer_provider is not None else Plan(None, None)
+        )
+        self._fields = PropagationFields()
+
+    def _replan(self, provider: trace.TracerProvider) -> Plan:
+        plan = self._plan = Plan.build(provider)
+        return plan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Hot path, written for the unsampled and disabled cases: no helper
+        # calls, no attribute building, until the sampler's answer is known.
+        provider = self._fixed_provider or trace._TRACER_PROVIDER
+        if provider is None:
+            await self.app(scope, receive, send)
+            return
+        plan = self._plan
+        if plan.provider is not provider:
+            plan = self._replan(provider)
+        kind = scope["type"]
+        tracer = plan.tracer
+        excluded = self._excluded
+        if (
+            tracer is None
+            or (kind != "http" and kind != "websocket")
+            or _MARK in scope
+            or (excluded is not None and excluded(scope["path"]) is not None)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        fields = self._fields
+        textmap = get_global_textmap()
+        if textmap is not fields.textmap:
+            fields.refresh(textmap)
+        wanted = fields.raw_fields
+        carrier: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name in wanted:
+                if carrier is None:
+                    carrier = {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        if carrier is None:
+            parent = Context()
+            span = plan.root_span()
+        else:
+            parent = textmap.extract(carrier, context=Context())
+            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+
+        if span is None:
+            method, original = (
+                normalize_method(scope.get("method", "GET")) if kind == "http" else ("GET", None)
+            )
+            name = route_name(method, None) if kind == "http" else "WEBSOCKET"
+            if plan.attribute_blind:
+                span = tracer.start_span(name, parent, SpanKind.SERVER)
+                if span.is_recording():
+                    span.set_attributes(_attributes(scope, method, original))
+            else:
+                attributes = _attributes(scope, method, original)
+                span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+            plan.unprime()
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            if span.is_recording():
+                await self._traced(scope, receive, send, span)
+            else:
+                await self.app(scope, receive, send)
+        except Exception as exc:
+            remember_span(exc, span.get_span_context())
+            raise
+        finally:
+            otel_context.detach(token)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, span: trace.Span) -> None:
+        # The span ends when the app returns (so an exception re-raised after the
+        # 500 was sent is still recorded) but is timed to the last body byte.
+        # Response attributes are set once, at the end: one validation pass.
+        ended_at: int | None = None
+        status_code: int | None = None
+
+        async def traced_send(message: Message) -> None:
+            nonlocal ended_at, status_code
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
+                status_code = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                ended_at = time.time_ns()
+            await send(message)
+
+        scope[_MARK] = True
+        raised = False
+        try:
+            await self.app(scope, receive, traced_send)
+        except Exception as exc:
+            raised = True
+            record_error(span, exc)
+            remember_span(exc, span.get_span_context())
+            raise
+        finally:
+            scope.pop(_MARK, None)
+            response: Attributes = {}
+            if status_code is not None:
+                response[HTTP_RESPONSE_STATUS_CODE] = status_code
+                if status_code >= 500 and not raised:
+                    response[ERROR_TYPE] = str(status_code)
+                    span.set_status(Status(StatusCode.ERROR))
+            route = _route(scope)
+            if route is not None:
+                response[HTTP_ROUTE] = route
+                if scope["type"] == "http":
+                    method = normalize_method(scope.get("method", "GET"))[0]
+                    span.update_name(route_name(method, route))
+                else:
+                    span.update_name(f"WEBSOCKET {route}")
+            if response:
+                span.set_attributes(response)
+            span.end(ended_at)
+
+
+def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
+    """Stable HTTP server semconv attributes, built only for recording spans."""
+    attributes: Attributes = {
+        URL_SCHEME: scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http"),
+        URL_PATH: scope["path"],
+    }
+    if scope["type"] == "http":
+        attributes[HTTP_REQUEST_METHOD] = method
+        if original is not None:
+            attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
+    query = scope.get("query_string")
+    if query:
+        attributes[URL_QUERY] = redact_query(query.decode("latin-1"))
+    host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"user-agent":
+            attributes[USER_AGENT_ORIGINAL] = value.decode("latin-1")
+    server = scope.get("server")
+    if host:
+        address, port = parse_host(host)
+        attributes[SERVER_ADDRESS] = address
+        if port is None and server and server[1] is not None:
+            port = server[1]
+        if port is not None:
+            attributes[SERVER_PORT] = port
+    elif server:
+        attributes[SERVER_ADDRESS] = server[0]
+        if server[1] is not None:
+            attributes[SERVER_PORT] = server[1]
+    version = scope.get("http_version")
+    if version:
+        attributes[NETWORK_PROTOCOL_VERSION] = version
+    client = scope.get("client")
+    if client:
+        attributes[CLIENT_ADDRESS] = client[0]
+        if client[1] is not None:
+            attributes[CLIENT_PORT] = client[1]
+    return attributes

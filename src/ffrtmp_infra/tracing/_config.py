@@ -1,0 +1,230 @@
+"""``TracingConfig``: every setting of :func:`init_tracer`, with ``OTEL_*`` fallbacks."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ffrtmp_infra.tracing._errors import ConfigurationError
+
+__all__ = ["PROTOCOLS", "TracingConfig"]
+
+_log = logging.getLogger("ffrtmp_infra.tracing")
+
+PROTOCOLS = ("http/protobuf", "grpc")
+
+# OTEL_TRACES_SAMPLER values whose meaning is a plain ratio; anything else
+# (jaeger_remote, xray, an entry point) is left to the SDK to build from the env.
+_RATIO_SAMPLERS = {
+    "always_on": 1.0,
+    "parentbased_always_on": 1.0,
+    "always_off": 0.0,
+    "parentbased_always_off": 0.0,
+}
+_ARG_SAMPLERS = {"traceidratio", "parentbased_traceidratio"}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _env_flag_disabled() -> bool:
+    raw = _env("OTEL_SDK_DISABLED")
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        # The specification says an invalid boolean is treated as false, with a warning.
+        _log.warning("OTEL_SDK_DISABLED=%r is not 'true' or 'false'; treating it as false", raw)
+    return raw.lower() == "true"
+
+
+def _check_ratio(value: object, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{source} must be a number in [0, 1], got {value!r}")
+    ratio = float(value)
+    if math.isnan(ratio) or not 0.0 <= ratio <= 1.0:
+        raise ConfigurationError(f"{source} must be in [0, 1], got {value!r}")
+    return ratio
+
+
+def _ratio_from_env() -> tuple[float | None, bool]:
+    """(ratio, understood) from OTEL_TRACES_SAMPLER[_ARG]; understood=False: SDK decides."""
+    sampler = _env("OTEL_TRACES_SAMPLER")
+    if sampler is None:
+        return None, True
+    name = sampler.lower()
+    if name in _RATIO_SAMPLERS:
+        return _RATIO_SAMPLERS[name], True
+    if name in _ARG_SAMPLERS:
+        arg = _env("OTEL_TRACES_SAMPLER_ARG")
+        if arg is None:
+            return 1.0, True
+        try:
+            number = float(arg)
+        except ValueError:
+            raise ConfigurationError(
+                f"OTEL_TRACES_SAMPLER_ARG must be a number in [0, 1], got {arg!r}"
+            ) from None
+        return _check_ratio(number, "OTEL_TRACES_SAMPLER_ARG"), True
+    return None, False
+
+
+def _check_text(value: object, name: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigurationError(f"{name} must be a non-empty string or None, got {value!r}")
+
+
+def _check_endpoint(value: str, source: str) -> None:
+    if any(c.isspace() for c in value):
+        raise ConfigurationError(f"{source} must not contain whitespace, got {value!r}")
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"{source} must be host:port or an http(s):// URL with a host, got {value!r}"
+            )
+        try:
+            parts.port  # noqa: B018  (validates the port)
+        except ValueError:
+            raise ConfigurationError(f"{source} has an invalid port: {value!r}") from None
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(
+            f"{source} must be host:port (port 1-65535) or an http(s):// URL, got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """Settings for :func:`~ffrtmp_infra.tracing.init_tracer`.
+
+    Every field left as ``None`` falls back to its standard OpenTelemetry
+    environment variable when the config is built (the effective value is what
+    the attribute then holds), so ``TracingConfig()`` alone is "configure from
+    the environment". Invalid values raise :class:`ConfigurationError` here,
+    naming the value and the rule it broke.
+
+    * ``service_name``: ``OTEL_SERVICE_NAME`` (else the SDK's ``unknown_service``).
+    * ``service_version``, ``environment``: ``service.version`` and
+      ``deployment.environment.name`` in ``OTEL_RESOURCE_ATTRIBUTES``.
+    * ``otlp_endpoint``: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` then
+      ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``host:port`` or a URL (see :attr:`traces_endpoint`).
+    * ``protocol``: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` then
+      ``OTEL_EXPORTER_OTLP_PROTOCOL``; ``"http/protobuf"`` (default) or ``"grpc"``.
+    * ``enabled``: ``OTEL_SDK_DISABLED`` (``true`` disables).
+    * ``sample_ratio``: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``; default 1.0.
+      Sampling is always parent-based: a request continuing a sampled trace is sampled.
+    * ``excluded_urls``: ``OTEL_PYTHON_EXCLUDED_URLS`` (comma-separated regexes);
+      ``None`` there too means the default health/metrics paths.
+    * ``export_timeout``: seconds per export, ``OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT``.
+    * ``headers``: extra exporter headers (``OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`` also apply).
+    * ``resource_attributes``: more resource attributes (code wins over the env).
+    """
+
+    service_name: str | None = None
+    service_version: str | None = None
+    environment: str | None = None
+    otlp_endpoint: str | None = None
+    protocol: str | None = None
+    enabled: bool | None = None
+    sample_ratio: float | None = None
+    excluded_urls: str | Sequence[str] | None = None
+    export_timeout: float | None = None
+    headers: Mapping[str, str] | None = None
+    resource_attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
+    #: False when ``OTEL_TRACES_SAMPLER`` names a sampler we do not map to a
+    #: ratio (e.g. ``jaeger_remote``): the SDK then builds it from the env.
+    sampler_from_env: bool = field(default=False, init=False)
+    _endpoint_is_base: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("service_name", "service_version", "environment"):
+            _check_text(getattr(self, name), name)
+        set_ = object.__setattr__
+        if self.service_name is None:
+            set_(self, "service_name", _env("OTEL_SERVICE_NAME"))
+
+        if self.otlp_endpoint is not None:
+            if not isinstance(self.otlp_endpoint, str):
+                raise ConfigurationError(
+                    f"otlp_endpoint must be a string, got {self.otlp_endpoint!r}"
+                )
+            _check_endpoint(self.otlp_endpoint, "otlp_endpoint")
+        else:
+            for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+                value = _env(var)
+                if value is not None:
+                    _check_endpoint(value, var)
+                    set_(self, "otlp_endpoint", value)
+                    set_(self, "_endpoint_is_base", var == "OTEL_EXPORTER_OTLP_ENDPOINT")
+                    break
+
+        protocol, source = self.protocol, "protocol"
+        if protocol is None:
+            for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+                protocol, source = _env(var), var
+                if protocol is not None:
+                    break
+        protocol = protocol or "http/protobuf"
+        if protocol not in PROTOCOLS:
+            raise ConfigurationError(
+                f"{source} must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+            )
+        set_(self, "protocol", protocol)
+
+        if self.enabled is None:
+            set_(self, "enabled", not _env_flag_disabled())
+        elif not isinstance(self.enabled, bool):
+            raise ConfigurationError(f"enabled must be True, False or None, got {self.enabled!r}")
+
+        if self.sample_ratio is not None:
+            set_(self, "sample_ratio", _check_ratio(self.sample_ratio, "sample_ratio"))
+        else:
+            ratio, understood = _ratio_from_env()
+            set_(self, "sample_ratio", 1.0 if understood and ratio is None else ratio)
+            set_(self, "sampler_from_env", not understood)
+
+        if self.excluded_urls is None:
+            set_(self, "excluded_urls", _env("OTEL_PYTHON_EXCLUDED_URLS"))
+        elif not isinstance(self.excluded_urls, str | Sequence):
+            raise ConfigurationError(
+                f"excluded_urls must be a comma-separated string or a sequence of regexes, "
+                f"got {self.excluded_urls!r}"
+            )
+
+        if self.export_timeout is not None and (
+            isinstance(self.export_timeout, bool)
+            or not isinstance(self.export_timeout, int | float)
+            or not self.export_timeout > 0
+        ):
+            raise ConfigurationError(
+                f"export_timeout must be a number of seconds > 0, got {self.export_timeout!r}"
+            )
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """The URL the exporter is given, or ``None`` for the exporter's own default.
+
+        For OTLP/HTTP, ``host:port`` becomes ``http://host:port/v1/traces``, a URL
+        without a path gets ``/v1/traces``, a base from ``OTEL_EXPORTER_OTLP_ENDPOINT``
+        gets ``/v1/traces`` appended (as the specification says) and any other URL
+        is used as written. For gRPC the path is irrelevant and ``host:port``
+        becomes ``http://host:port`` (plaintext; give ``https://`` for TLS).
+        """
+        endpoint = self.otlp_endpoint
+        if endpoint is None:
+            return None
+        if "://" not in endpoint:
+            endpoint = f"http://{endpoint}"
+        if self.protocol == "grpc":
+            return endpoint
+        path = urlsplit(endpoint).path
+        if self._endpoint_is_base or path in ("", "/"):
+            return endpoint.rstrip("/") + "/v1/traces"
+        return endpoint

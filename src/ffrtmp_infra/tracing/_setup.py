@@ -1,0 +1,206 @@
+"""``init_tracer``: one call that installs an SDK tracer provider exporting over OTLP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.semconv.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
+
+from ffrtmp_infra import __version__
+from ffrtmp_infra.tracing._config import TracingConfig
+from ffrtmp_infra.tracing._errors import MissingDependencyError
+from ffrtmp_infra.tracing._server import SamplingIdGenerator
+
+__all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
+
+_log = logging.getLogger("ffrtmp_infra.tracing")
+_lock = threading.Lock()
+_active: TracingHandle | None = None
+
+
+class TracingHandle:
+    """What :func:`init_tracer` set up: the provider, whether tracing is on, and its shutdown.
+
+    ``provider`` is the SDK :class:`~opentelemetry.sdk.trace.TracerProvider` that
+    ``init_tracer`` made, or the provider that was already installed when it
+    found one (``owned`` is then False and :meth:`shutdown` leaves it alone, as
+    its owner is the application). ``enabled`` is False when tracing was
+    disabled by the config or ``OTEL_SDK_DISABLED``.
+    """
+
+    def __init__(
+        self,
+        provider: trace.TracerProvider,
+        *,
+        enabled: bool,
+        owned: bool,
+        config: TracingConfig,
+    ) -> None:
+        self.provider = provider
+        self.enabled = enabled
+        self.owned = owned
+        self.config = config
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export every finished span now. Returns the SDK's answer, which says
+        True even when the export failed (SDK 1.45): check the collector, not this."""
+        if self._closed or not self.owned or not isinstance(self.provider, TracerProvider):
+            return True
+        return self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush pending spans and stop the exporter. Safe to call more than once."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.owned and isinstance(self.provider, TracerProvider):
+            self.provider.shutdown()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("enabled" if self.enabled else "disabled")
+        return f"<TracingHandle {state} owned={self.owned} provider={type(self.provider).__name__}>"
+
+
+def active_config() -> TracingConfig | None:
+    """The config of the first :func:`init_tracer` call in this process, if any."""
+    handle = _active
+    return handle.config if handle is not None else None
+
+
+def _sampler(config: TracingConfig) -> Sampler | None:
+    if config.sampler_from_env or config.sample_ratio is None:
+        return None  # the SDK reads OTEL_TRACES_SAMPLER[_ARG] itself
+    return ParentBased(TraceIdRatioBased(config.sample_ratio))
+
+
+def _resource(config: TracingConfig) -> Resource:
+    # Only keys we were given: anything left out keeps its OTEL_RESOURCE_ATTRIBUTES value.
+    attributes: dict[str, Any] = dict(config.resource_attributes)
+    if config.service_name:
+        attributes[SERVICE_NAME] = config.service_name
+    if config.service_version:
+        attributes[SERVICE_VERSION] = config.service_version
+    if config.environment:
+        attributes[DEPLOYMENT_ENVIRONMENT_NAME] = config.environment
+    attributes.setdefault("telemetry.distro.name", "ffrtmp-infra")
+    attributes.setdefault("telemetry.distro.version", __version__)
+    return Resource.create(attributes)
+
+
+def _exporter(config: TracingConfig) -> SpanExporter:
+    endpoint = config.traces_endpoint
+    headers = dict(config.headers) if config.headers else None
+    if config.protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "protocol='grpc' needs the gRPC exporter: pip install 'ffrtmp-infra[grpc]'"
+            ) from exc
+        return GrpcExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+
+
+def build_tracer_provider(
+    config: TracingConfig | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> TracerProvider:
+    """The SDK provider :func:`init_tracer` would install, without installing it.
+
+    For tests and for processes that need several providers; the middleware
+    takes it as ``tracer_provider=``. Ignores ``config.enabled``. Its id
+    generator lets the middleware decide ratio sampling before building
+    anything (see ``SamplingIdGenerator``).
+    """
+    config = config if config is not None else TracingConfig()
+    provider = TracerProvider(
+        resource=_resource(config),
+        sampler=_sampler(config),
+        id_generator=SamplingIdGenerator(),
+    )
+    if span_processor is None:
+        if exporter is None:
+            exporter = _exporter(config)
+        span_processor = BatchSpanProcessor(exporter)
+    provider.add_span_processor(span_processor)
+    return provider
+
+
+def init_tracer(
+    config: TracingConfig | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+    span_processor: SpanProcessor | None = None,
+) -> TracingHandle:
+    """Install a tracer provider exporting spans over OTLP, once per process.
+
+    ``config`` defaults to ``TracingConfig()`` (everything from ``OTEL_*``). The
+    provider gets a resource with ``service.name``, ``service.version`` and
+    ``deployment.environment.name``, a parent-based ratio sampler and a batch
+    span processor around ``exporter`` (default: OTLP over ``config.protocol``).
+    ``span_processor`` replaces the batch processor (tests use a simple one).
+
+    * Disabled (``enabled=False`` or ``OTEL_SDK_DISABLED=true``): nothing is
+      installed and the handle's ``enabled`` is False; the middleware and span
+      helpers then cost next to nothing.
+    * A provider is already installed (by the application or
+      ``opentelemetry-instrument``): it is kept, a warning says so, and the
+      handle wraps it without owning it.
+    * Called again: returns the first handle (a different config is ignored, with a warning).
+    """
+    global _active
+    config = config if config is not None else TracingConfig()
+    with _lock:
+        if _active is not None:
+            if config != _active.config:
+                _log.warning(
+                    "init_tracer was already called; keeping the first configuration "
+                    "(service_name=%r)",
+                    _active.config.service_name,
+                )
+            return _active
+        current = trace.get_tracer_provider()
+        if not config.enabled:
+            _active = TracingHandle(current, enabled=False, owned=False, config=config)
+            return _active
+        if not isinstance(current, trace.ProxyTracerProvider):
+            _log.warning(
+                "a tracer provider (%s) is already installed; init_tracer keeps it "
+                "and adds nothing",
+                type(current).__name__,
+            )
+            _active = TracingHandle(current, enabled=True, owned=False, config=config)
+            return _active
+        provider = TracerProvider(resource=_resource(config), sampler=_sampler(config))
+        if span_processor is None:
+            span_processor = BatchSpanProcessor(
+                exporter if exporter is not None else _exporter(config)
+            )
+        provider.add_span_processor(span_processor)
+        trace.set_tracer_provider(provider)
+        _active = TracingHandle(provider, enabled=True, owned=True, config=config)
+        return _active
+
+
+def _reset_for_tests() -> None:
+    """Forget the active handle (tests reset the OpenTelemetry globals alongside)."""
+    global _active
+    with _lock:
+        _active = None

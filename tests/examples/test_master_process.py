@@ -1,0 +1,158 @@
+"""The master as a real process: CLI flags, one trace across job steps, restart on the same DB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.otlp import OTLPReceiver
+from tests.support.services import free_port
+
+WORKER_KEY = "worker-key-0123456789abcdef"
+API_KEY = "submitter-key-0123456789abcdef"
+
+
+@contextmanager
+def master_process(db: Path, *extra: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100", "FFRTMP_API_KEY": API_KEY}
+    env["FFRTMP_WORKER_KEY"] = WORKER_KEY
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.master", "--port", str(port), "--db", str(db), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                output = proc.communicate(timeout=5)[0] if proc.poll() is not None else ""
+                raise AssertionError(f"master did not start: {output}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_help_lists_the_options() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.master", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--tls-cert",
+        "--tls-client-ca",
+        "--api-key",
+        "--worker-key",
+        "--rate-limit",
+        "--otlp-endpoint",
+        "--sample-ratio",
+        "--stale-timeout-live",
+        "--max-retries",
+        "--heartbeat-timeout",
+    ):
+        assert flag in out
+
+
+def test_bad_flag_value_fails_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.master",
+            "--db",
+            str(tmp_path / "m.db"),
+            "--heartbeat-interval",
+            "10",
+            "--heartbeat-timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "heartbeat_timeout" in result.stderr
+
+
+def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
+    worker = {"Authorization": f"Bearer {WORKER_KEY}"}
+    with (
+        master_process(
+            tmp_path / "m.db", "--otlp-endpoint", otlp_receiver.endpoint, "--sample-ratio", "1"
+        ) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        client.post(
+            "/nodes/register",
+            json={
+                "node_id": "w1",
+                "capacity": {"cpu": 2, "ram_gb": 4},
+                "encoders": ["libx264", "aac"],
+            },
+            headers=worker,
+        ).raise_for_status()
+        job = client.post(
+            "/jobs", json={"scenario": "480p-h264"}, headers={"Authorization": f"Bearer {API_KEY}"}
+        ).json()
+        assignment = client.post("/nodes/w1/claim", json={"wait": 5}, headers=worker).json()
+        carrier = assignment["trace"]
+        assert carrier["traceparent"].startswith("00-")
+        # What the worker's httpx hook does: the result request carries its job's context.
+        client.post(
+            f"/jobs/{job['id']}/result",
+            json={"node_id": "w1", "attempt": 1, "status": "completed", "wall_time_s": 1.0},
+            headers={**worker, "traceparent": carrier["traceparent"]},
+        ).raise_for_status()
+        deadline = time.monotonic() + 15
+        names: dict[str, list] = {}
+        while time.monotonic() < deadline:
+            names = {}
+            for span in otlp_receiver.spans:
+                names.setdefault(span.name, []).append(span)
+            if {"job.create", "job.assign", "job.complete"} <= set(names):
+                break
+            time.sleep(0.1)
+    create, assign, complete = (
+        names["job.create"][0],
+        names["job.assign"][0],
+        names["job.complete"][0],
+    )
+    assert create.trace_id == assign.trace_id == complete.trace_id
+    assert assign.parent_span_id == create.span_id
+    assert carrier["traceparent"].split("-")[1] == create.trace_id
+    assert carrier["traceparent"].split("-")[2] == assign.span_id
+    assert create.resource.get("service.name") == "ffrtmp-master"
+
+
+def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
+    submit = {"Authorization": f"Bearer {API_KEY}"}
+    with master_process(tmp_path / "m.db") as url:
+        job = httpx.post(f"{url}/jobs", json={"scenario": "720p-h264"}, headers=submit).json()
+    with master_process(tmp_path / "m.db") as url:
+        again = httpx.get(f"{url}/jobs/{job['id']}", headers=submit).json()
+    assert again["status"] == "queued"
+    assert again["id"] == job["id"]

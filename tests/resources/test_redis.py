@@ -1,0 +1,178 @@
+"""Redis-only behaviour: one round trip per operation, a ledger shared by processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ffrtmp_infra.resources import (
+    BackendUnavailableError,
+    InvalidAmountError,
+    RedisBackend,
+    ResourceManager,
+)
+from tests.support.redis_server import RedisServer
+
+from .invariants import check_invariants
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_manager(redis_server: RedisServer) -> Iterator[ResourceManager]:
+    manager = ResourceManager(RedisBackend(redis_server.url, prefix=f"rt-{uuid.uuid4().hex}"))
+    yield manager
+    manager.close()
+
+
+def _commands_from_clients(server: RedisServer, action: Callable[[], object]) -> list[str]:
+    """The commands clients sent while ``action`` ran (MONITOR, minus script internals)."""
+    seen: list[dict[str, Any]] = []
+    client = server.client()
+    ready = threading.Event()
+    marker = f"end-{uuid.uuid4().hex}"
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if marker in command["command"]:
+                    return
+                seen.append(command)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    ready.wait(5)
+    # MONITOR's reply arrives before listen() starts; a probe makes the start visible.
+    probe = server.client()
+    probe.echo("start-probe")
+    action()
+    probe.echo(marker)
+    thread.join(10)
+    probe.close()
+    client.close()
+    start = next(i for i, c in enumerate(seen) if "start-probe" in c["command"])
+    return [
+        c["command"].split()[0].upper() for c in seen[start + 1 :] if c.get("client_type") != "lua"
+    ]
+
+
+def test_each_operation_is_one_round_trip(
+    redis_manager: ResourceManager, redis_server: RedisServer
+) -> None:
+    m = redis_manager
+    m.register_node("warm", cpu=1)  # loads the scripts (EVALSHA, then SCRIPT LOAD once)
+    m.reserve("w", "warm", cpu=1)
+    m.release("w")
+    m.reserve_any("w", cpu=1)
+    m.release("w")
+    m.drain("warm")
+    m.get_available_nodes(cpu=1)
+    m.snapshot()
+    m.unregister_node("warm")
+    m.register_node("n1", cpu=8, gpu=1, ram_gb=16)
+    m.register_node("n2", cpu=8, ram_gb=16)
+    ops: list[tuple[str, Callable[[], object]]] = [
+        ("reserve", lambda: m.reserve("a", "n1", cpu=2, gpu=1)),
+        ("reserve_any", lambda: m.reserve_any("b", cpu=1, ram_gb=2)),
+        ("release", lambda: m.release("a")),
+        ("drain", lambda: m.drain("n2")),
+        ("unregister", lambda: m.unregister_node("n2")),
+        ("register", lambda: m.register_node("n3", cpu=4)),
+        ("snapshot", m.snapshot),
+    ]
+    for name, op in ops:
+        assert _commands_from_clients(redis_server, op) == ["EVALSHA"], name
+
+
+def test_two_managers_share_one_ledger(redis_server: RedisServer) -> None:
+    prefix = f"shared-{uuid.uuid4().hex}"
+    first = ResourceManager(RedisBackend(redis_server.url, prefix=prefix))
+    second = ResourceManager(RedisBackend(redis_server.url, prefix=prefix))
+    first.register_node("n", cpu=2)
+    second.reserve("a", "n", cpu=1)
+    assert first.get_reservation("a") is not None
+    assert first.reserve_any("b", cpu=1).node_id == "n"
+    assert second.get_available_nodes(cpu=1) == []
+    assert second.release("b") is not None
+    assert first.get_node("n").used.cpu_milli == 1000
+    first.close()
+    second.close()
+
+
+RACER = textwrap.dedent(
+    """
+    import sys, time
+    from ffrtmp_infra.resources import RedisBackend, ResourceManager, ResourceError
+    url, prefix, name, start = sys.argv[1:5]
+    m = ResourceManager(RedisBackend(url, prefix=prefix))
+    while time.time() < float(start):
+        time.sleep(0.001)
+    won = 0
+    for i in range(200):
+        try:
+            if i % 2:
+                m.reserve_any(f"{name}-{i}", cpu=1, ram_gb=1)
+            else:
+                m.reserve(f"{name}-{i}", f"n{i % 4}", cpu=1, ram_gb=1)
+            won += 1
+        except ResourceError:
+            pass
+    print(won)
+    """
+)
+
+
+def test_two_processes_racing_never_overcommit(redis_server: RedisServer) -> None:
+    import time
+
+    prefix = f"race-{uuid.uuid4().hex}"
+    manager = ResourceManager(RedisBackend(redis_server.url, prefix=prefix))
+    for i in range(4):
+        manager.register_node(f"n{i}", cpu=25, ram_gb=64)  # 100 one-core slots in all
+    start = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, redis_server.url, prefix, name, start],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alpha", "beta")
+    ]
+    wins = [int(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    snapshot = manager.snapshot()
+    check_invariants(snapshot)
+    assert sum(wins) == len(snapshot.reservations) == 100  # every slot taken exactly once
+    assert all(n.used.cpu_milli == 25_000 for n in snapshot.nodes.values())
+    manager.close()
+
+
+def test_bad_configuration_fails_at_construction() -> None:
+    with pytest.raises(InvalidAmountError, match="redis://"):
+        RedisBackend("localhost:6379")
+    with pytest.raises(InvalidAmountError, match="prefix"):
+        RedisBackend("redis://127.0.0.1:1/0", prefix="a{b}")
+    with pytest.raises(InvalidAmountError, match="client"):
+        RedisBackend(42)
+
+
+def test_a_dead_redis_is_a_clear_error_and_recovery_needs_no_restart(
+    private_redis: RedisServer,
+) -> None:
+    manager = ResourceManager(RedisBackend(private_redis.url, prefix="dead"))
+    manager.register_node("n", cpu=2)
+    private_redis.kill()
+    with pytest.raises(BackendUnavailableError, match="Redis is unavailable"):
+        manager.reserve("j", "n", cpu=1)
+    private_redis.start()  # an empty server again (no persistence)
+    manager.register_node("n", cpu=2)
+    assert manager.reserve("j", "n", cpu=1).node_id == "n"
+    manager.close()
