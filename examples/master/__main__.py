@@ -148,6 +148,17 @@ def _tls_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
     return options
 
 
+def _tracing_wanted(endpoint: str | None) -> bool | None:
+    """On with ``--otlp-endpoint``; else as the OTEL_* environment says; else off.
+
+    Off by default so a master without a collector does not log export errors.
+    """
+    if endpoint:
+        return True
+    env = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return None if any(os.environ.get(name) for name in env) else False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -200,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TracingConfig(
             service_name="ffrtmp-master",
             otlp_endpoint=args.otlp_endpoint,
-            enabled=True if args.otlp_endpoint else None,
+            enabled=_tracing_wanted(args.otlp_endpoint),
             sample_ratio=args.sample_ratio,
         )
     )

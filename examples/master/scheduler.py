@@ -103,6 +103,8 @@ class Scheduler:
         self.queue = JobQueue()
         self.nodes: dict[str, NodeState] = {}
         self.active: dict[str, ActiveJob] = {}
+        self._on_node: dict[str, dict[str, ActiveJob]] = {}
+        self._waiting: set[str] = set()
         self._fresh: set[str] = set()
         self._capacity_changed = True
         self._kick = asyncio.Event()
@@ -157,15 +159,17 @@ class Scheduler:
             for job in self.store.jobs_with_status(ACTIVE):
                 node = self.nodes.get(job.node_id or "")
                 if job.status == "running" and node is not None and self._re_reserve(job):
-                    self.active[job.id] = ActiveJob(
-                        job.id,
-                        node.record.id,
-                        job.attempt,
-                        job.queue,
-                        job.scenario,
-                        job.status,
-                        job.assigned_at or now,
-                        now,
+                    self._activate(
+                        ActiveJob(
+                            job.id,
+                            node.record.id,
+                            job.attempt,
+                            job.queue,
+                            job.scenario,
+                            job.status,
+                            job.assigned_at or now,
+                            now,
+                        )
                     )
                 else:
                     self._end_attempt(job, "superseded", "not resumable after a master restart")
@@ -382,9 +386,8 @@ class Scheduler:
             grace = 2 * self.config.heartbeat_interval
             lost = [
                 a
-                for a in self.active.values()
-                if a.node_id == node_id
-                and (a.job_id, a.attempt) not in reported
+                for a in self.running_on(node_id)
+                if (a.job_id, a.attempt) not in reported
                 and now - max(a.assigned_at, a.last_activity) > grace
                 and not any(m["job_id"] == a.job_id for m in state.mailbox)
             ]
@@ -408,7 +411,7 @@ class Scheduler:
         state = self.node(node_id)
         with contextlib.suppress(ResourceError):
             self.resources.drain(node_id)
-        evicted = [a.job_id for a in self.active.values() if a.node_id == node_id]
+        evicted = [a.job_id for a in self.running_on(node_id)]
         with self.store.batch():
             for job_id in evicted:
                 self._lose(self.active[job_id], "node removed by operator")
@@ -475,11 +478,13 @@ class Scheduler:
                     continue
                 if queued.scenario in no_fit:
                     continue
+                excluded = self._excluded_for(queued.scenario)
+                if len(excluded) >= len(self.nodes):
+                    no_fit.add(queued.scenario)  # no node has the encoders: skip the search
+                    continue
                 try:
                     reservation = self.resources.reserve_any(
-                        queued.job_id,
-                        **_resource_request(queued.scenario),
-                        exclude=self._excluded_for(queued.scenario),
+                        queued.job_id, **_resource_request(queued.scenario), exclude=excluded
                     )
                 except ResourceError:
                     no_fit.add(queued.scenario)
@@ -524,8 +529,8 @@ class Scheduler:
             progress=None,
         )
         self.store.insert_attempt(AttemptRecord(job.id, attempt, node_id, assigned_at=now))
-        self.active[job.id] = ActiveJob(
-            job.id, node_id, attempt, job.queue, job.scenario, "assigned", now, now
+        self._activate(
+            ActiveJob(job.id, node_id, attempt, job.queue, job.scenario, "assigned", now, now)
         )
         stale = (
             self.config.stale_timeout_live
@@ -581,12 +586,16 @@ class Scheduler:
                     self._end_attempt(job, "stale", error)
                     self._release(job.id)
                     self._fail_attempt(job, error, result=None)
-        due = [j.job_id for j in self.queue if j.retry_at is not None and j.retry_at <= now]
+        due = []
+        for job_id in list(self._waiting):
+            queued = self.queue.get(job_id)
+            if queued is None:
+                self._waiting.discard(job_id)
+            elif queued.retry_at is None or queued.retry_at <= now:
+                queued.retry_at = None
+                self._waiting.discard(job_id)
+                due.append(job_id)
         if due:
-            for job_id in due:
-                queued = self.queue.get(job_id)
-                if queued is not None:
-                    queued.retry_at = None
             self._fresh.update(due)
             self.kick()
 
@@ -594,7 +603,7 @@ class Scheduler:
         log.warning("node %s missed heartbeats; marking it offline", state.record.id)
         state.record.status = "offline"
         self.store.set_node_status(state.record.id, "offline")
-        for active in [a for a in self.active.values() if a.node_id == state.record.id]:
+        for active in self.running_on(state.record.id):
             job = self.store.get_job(active.job_id)
             assert job is not None
             error = f"node {state.record.id} went offline (no heartbeat)"
@@ -655,7 +664,7 @@ class Scheduler:
 
     def _requeue(self, job: JobRecord, *, retry_at: float | None) -> None:
         now = self.clock()
-        self.active.pop(job.id, None)
+        self._deactivate(job.id)
         self.store.update_job(
             job.id,
             status="queued",
@@ -677,14 +686,29 @@ class Scheduler:
         if job.retry_at is None:
             self._fresh.add(job.id)
             self.kick()
+        else:
+            self._waiting.add(job.id)
 
     def _end_attempt(self, job: JobRecord, outcome: str, error: str | None) -> None:
-        self.active.pop(job.id, None)
+        self._deactivate(job.id)
         if job.attempt:
             self.store.update_attempt(
                 job.id, job.attempt, finished_at=self.clock(), outcome=outcome, error=error
             )
         self.metrics.jobs_finished.labels(outcome).inc()
+
+    def _activate(self, active: ActiveJob) -> None:
+        self.active[active.job_id] = active
+        self._on_node.setdefault(active.node_id, {})[active.job_id] = active
+
+    def _deactivate(self, job_id: str) -> None:
+        active = self.active.pop(job_id, None)
+        if active is not None:
+            on_node = self._on_node.get(active.node_id)
+            if on_node is not None:
+                on_node.pop(job_id, None)
+                if not on_node:
+                    del self._on_node[active.node_id]
 
     def _release(self, job_id: str) -> None:
         with contextlib.suppress(ResourceError):
@@ -707,4 +731,4 @@ class Scheduler:
 
     def running_on(self, node_id: str) -> Iterable[ActiveJob]:
         """The active attempts placed on a node."""
-        return [a for a in self.active.values() if a.node_id == node_id]
+        return list(self._on_node.get(node_id, {}).values())
