@@ -114,10 +114,12 @@ class Cluster:
         self.children.append(child)
         return child
 
-    def start(self, workers: int) -> None:
-        """Start the master, wait for it, then the RTMP receiver and the workers."""
+    def start(self, workers: int, *, rtmp: bool = True, worker_args: Sequence[str] = ()) -> None:
+        """Start the master, wait for it, then the RTMP receiver (if wanted) and the workers.
+
+        ``worker_args`` are extra ``python -m examples.worker`` flags (the benchmark uses it).
+        """
         (self.work / "logs").mkdir(parents=True)
-        self.received.parent.mkdir()
         port = self.url.rsplit(":", 1)[1]
         master = self._spawn(
             "master",
@@ -138,6 +140,31 @@ class Cluster:
             ],
         )
         self._wait_healthy(master)
+        if rtmp:
+            self._start_receiver()
+        for n in range(1, workers + 1):
+            self._spawn(
+                f"node-{n}",
+                [
+                    sys.executable,
+                    "-m",
+                    "examples.worker",
+                    "--master",
+                    self.url,
+                    "--output-dir",
+                    str(self.work / f"node-{n}"),
+                    "--node-id",
+                    f"node-{n}",
+                    "--claim-wait",
+                    "3",  # short long-polls: a stopping worker waits for its last one
+                    "--log-level",
+                    "WARNING",
+                    *worker_args,
+                ],
+            )
+
+    def _start_receiver(self) -> None:
+        self.received.parent.mkdir()
         self._spawn(
             "rtmp-receiver",
             [
@@ -159,25 +186,6 @@ class Cluster:
             ],
         )
         self._wait_listening(int(self.rtmp_url.split(":")[2].split("/")[0]))
-        for n in range(1, workers + 1):
-            self._spawn(
-                f"node-{n}",
-                [
-                    sys.executable,
-                    "-m",
-                    "examples.worker",
-                    "--master",
-                    self.url,
-                    "--output-dir",
-                    str(self.work / f"node-{n}"),
-                    "--node-id",
-                    f"node-{n}",
-                    "--claim-wait",
-                    "10",
-                    "--log-level",
-                    "WARNING",
-                ],
-            )
 
     def _wait_healthy(self, master: Child, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

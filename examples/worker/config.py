@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ffrtmp_infra.tracing import TracingConfig
+
 __all__ = ["WorkerConfig", "build_parser", "config_from_args", "default_node_id"]
 
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -95,6 +97,9 @@ class WorkerConfig:
             raise ValueError(f"claim_wait_s must be in (0, 30], got {self.claim_wait_s!r}")
         if self.sample_ratio is not None and not 0 <= self.sample_ratio <= 1:
             raise ValueError(f"sample_ratio must be in [0, 1], got {self.sample_ratio!r}")
+        if self.otlp_endpoint is not None:
+            # Fails here, at start, with the library's message (a ValueError) if malformed.
+            TracingConfig(otlp_endpoint=self.otlp_endpoint, sample_ratio=self.sample_ratio)
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key must be given together")
         for name in ("ca_cert", "client_cert", "client_key"):

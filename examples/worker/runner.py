@@ -58,6 +58,7 @@ log = logging.getLogger("examples.worker.runner")
 
 LOG_TAIL_LINES = 40
 LOG_TAIL_CHARS = 4000
+HAND_BACK_RETRY_S = 10.0
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -294,7 +295,7 @@ class JobRunner:
                     self._progress_wakeup.set()
             returncode = process.wait()
             stderr_reader.join(timeout=5)
-            record_process_exit(span, returncode)
+            record_process_exit(span, returncode, pid=process.pid)
         wall = time.monotonic() - started
         self._finished.set()
         self._progress_wakeup.set()
@@ -379,7 +380,12 @@ class JobRunner:
 
     def _send_result(self, report: dict[str, Any]) -> None:
         """Deliver the result, retrying while the master is unreachable (say restarting)."""
-        deadline = time.monotonic() + self.result_retry_s
+        patience = self.result_retry_s
+        if report["status"] == "handed_back":
+            # If the master cannot hear a hand-back it will requeue the job anyway once this
+            # node stops heartbeating: no reason to hold up the shutdown for long.
+            patience = min(patience, HAND_BACK_RETRY_S)
+        deadline = time.monotonic() + patience
         delay = 0.2
         while True:
             try:

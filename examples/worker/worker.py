@@ -127,6 +127,8 @@ class Worker:
             self._drain()
             if not self._removed.is_set():
                 self._deregister()
+            # A claim in flight returns when the master removes the node, or after its
+            # long-poll wait; whatever it delivers meanwhile is handed back below.
             claimer.join(timeout=self.config.claim_wait_s + self.config.request_timeout_s)
             self._hand_back_all()  # anything a last claim delivered while stopping
             return self.exit_code

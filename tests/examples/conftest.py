@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import secrets
 import signal
-import ssl
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from examples.cli import APIClient
+from examples.worker.client import tls_context
 
 from tests.examples.fake_master import FakeMaster, serve
 from tests.examples.helpers import Process, port_listening, start_python, wait_until
@@ -135,12 +135,17 @@ def rtmp_receiver(ffmpeg: FFmpeg, tmp_path: Path) -> Iterator[Callable[[], RTMPR
 class MasterProcess:
     """``python -m examples.master`` on a fixed loopback port, restartable on the same DB."""
 
-    def __init__(self, tmp_path: Path, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tmp_path: Path, extra: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.db = tmp_path / "master.db"
         self.api_key = "submitter-" + secrets.token_hex(12)
         self.worker_key = "worker-" + secrets.token_hex(12)
         self.extra = list(extra)
+        # no collector in most tests: keep the exporter from retrying against localhost:4318
+        tracing = "--otlp-endpoint" in self.extra
+        self.extra_env = {**({} if tracing else {"OTEL_SDK_DISABLED": "true"}), **(env or {})}
         self.log_path = tmp_path / "master.log"
         self.scheme = "https" if "--tls-cert" in self.extra else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
@@ -170,7 +175,7 @@ class MasterProcess:
             *self.extra,
         ]
         self.process = start_python(
-            "examples.master", args, self.log_path, env={**self.env, "OTEL_SDK_DISABLED": "true"}
+            "examples.master", args, self.log_path, env={**self.env, **self.extra_env}
         )
         wait_until(self._healthy, timeout=60, what="the master's /health")
         return self
@@ -179,10 +184,14 @@ class MasterProcess:
         assert self.process is not None
         if not self.process.alive():
             raise AssertionError(f"the master exited: {self.process.log()[-3000:]}")
+        verify: Any = True
+        if self.scheme == "https":
+            verify = tls_context(
+                self.client_options.get("ca_cert"),
+                self.client_options.get("client_cert"),
+                self.client_options.get("client_key"),
+            )
         try:
-            verify: Any = self.client_options.get("ca_cert") or True
-            if self.scheme == "https":
-                verify = ssl.create_default_context(cafile=str(verify))
             return httpx.get(f"{self.url}/health", timeout=2, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
@@ -209,8 +218,12 @@ def start_master(tmp_path: Path) -> Iterator[MasterFactory]:
     """Start real masters (``start_master("--flag", ...)``); all are stopped at teardown."""
     masters: list[MasterProcess] = []
 
-    def start(*extra: str, client_options: dict[str, Any] | None = None) -> MasterProcess:
-        master = MasterProcess(tmp_path, extra)
+    def start(
+        *extra: str,
+        client_options: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> MasterProcess:
+        master = MasterProcess(tmp_path, extra, env)
         master.client_options = client_options or {}
         masters.append(master)
         return master.start()

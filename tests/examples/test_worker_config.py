@@ -29,6 +29,7 @@ def test_config_rejects_bad_values_naming_them(tmp_path: Path) -> None:
         ({"ca_cert": tmp_path / "missing.pem"}, "ca_cert must be an existing file"),
         ({"media_root": tmp_path / "nope"}, "media_root must be an existing directory"),
         ({"labels": {"bad key": "v"}}, "must be a short key=value pair"),
+        ({"otlp_endpoint": "ftp://collector"}, "otlp_endpoint must be"),
     ]
     for overrides, message in cases:
         kwargs = {"master": "http://127.0.0.1:1", "output_dir": tmp_path, **overrides}

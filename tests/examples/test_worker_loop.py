@@ -271,3 +271,20 @@ def test_result_is_retried_until_a_restarted_master_takes_it(
     with serve(master.app, port=port):
         [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
     assert result["status"] == "completed"
+
+
+def test_max_jobs_caps_concurrent_claims(
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    rtmp_receiver: Callable[[], RTMPReceiver],
+) -> None:
+    master, url = fake_master
+    start_worker(url, "--max-jobs", "1")
+    first = master.submit(live_spec(rtmp_receiver().url, seconds=2))
+    second = master.submit(live_spec(rtmp_receiver().url, seconds=1))
+    wait_until(lambda: master.of("/progress", first), timeout=60, what="the first job running")
+    assert len(master.pending) == 1, "the second job is not claimed while the first runs"
+    assert master.results(second) == []
+    [result] = wait_until(lambda: master.results(second), timeout=60, what="the second job")
+    assert result["status"] == "completed"
+    assert master.of("/result", first)[0].at <= master.of("/progress", second)[0].at
