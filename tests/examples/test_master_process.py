@@ -146,6 +146,9 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
     assert carrier["traceparent"].split("-")[1] == create.trace_id
     assert carrier["traceparent"].split("-")[2] == assign.span_id
     assert create.resource.get("service.name") == "ffrtmp-master"
+    server_spans = [name for name in names if name.startswith("POST ")]
+    assert any("/result" in name for name in server_spans)
+    assert not any("/claim" in name for name in server_spans)  # long-polls are not traced
 
 
 def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
