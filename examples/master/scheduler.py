@@ -142,10 +142,14 @@ class Scheduler:
     def recover(self) -> None:
         """Rebuild the in-memory indexes from the store after a (re)start.
 
-        Nodes get a fresh heartbeat grace period. Running attempts keep their
-        reservation (the worker may still be transcoding and will report with
-        its attempt number); assigned attempts whose delivery may have been
-        lost are superseded by a new attempt, so a late delivery is refused.
+        Nodes get a fresh heartbeat grace period. Assigned and running
+        attempts on known nodes keep their reservation: the worker may still be
+        transcoding and will report with its attempt number. An assignment whose
+        delivery was cut by the restart is not in the worker's heartbeat, so it
+        is requeued as lost two heartbeat intervals later; attempts on nodes the
+        master no longer knows are superseded and requeued at once. (Superseding
+        every assigned attempt instead could place the same job on the same
+        worker while its old attempt still runs.)
         """
         now = self.clock()
         for record in self.store.list_nodes():
@@ -158,7 +162,7 @@ class Scheduler:
                 self._enqueue(job)
             for job in self.store.jobs_with_status(ACTIVE):
                 node = self.nodes.get(job.node_id or "")
-                if job.status == "running" and node is not None and self._re_reserve(job):
+                if node is not None and self._re_reserve(job):
                     self._activate(
                         ActiveJob(
                             job.id,
