@@ -36,7 +36,7 @@ from examples.master.errors import APIError
 from examples.master.jobqueue import JobQueue, QueuedJob
 from examples.master.metrics import MasterMetrics, StateSource
 from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
-from ffrtmp_infra.resources import ResourceError, ResourceManager
+from ffrtmp_infra.resources import Reservation, ResourceError, ResourceManager
 from ffrtmp_infra.tracing import extract_headers, inject_headers, job_assign, job_create
 
 __all__ = ["ActiveJob", "NodeState", "Scheduler"]
@@ -490,17 +490,27 @@ class Scheduler:
                 if len(excluded) >= len(self.nodes):
                     no_fit.add(queued.scenario)  # no node has the encoders: skip the search
                     continue
-                try:
-                    reservation = self.resources.reserve_any(
-                        queued.job_id, **_resource_request(queued.scenario), exclude=excluded
-                    )
-                except ResourceError:
+                reservation = self._reserve(queued, excluded)
+                if reservation is None:
                     no_fit.add(queued.scenario)
                     continue
                 self._assign(queued, reservation.node_id, now)
                 placed += 1
         self.placements += placed
         return placed
+
+    def _reserve(self, queued: QueuedJob, excluded: tuple[str, ...]) -> Reservation | None:
+        """Reserve resources for a queued job, preferring another node than its last one."""
+        request = _resource_request(queued.scenario)
+        if queued.avoid is not None and queued.avoid in self.nodes:
+            with contextlib.suppress(ResourceError):
+                return self.resources.reserve_any(
+                    queued.job_id, **request, exclude=(*excluded, queued.avoid)
+                )
+        try:
+            return self.resources.reserve_any(queued.job_id, **request, exclude=excluded)
+        except ResourceError:
+            return None
 
     def _excluded_for(self, scenario: str) -> tuple[str, ...]:
         encoders = tuple(SCENARIOS[scenario].encoders)
@@ -688,7 +698,14 @@ class Scheduler:
     def _enqueue(self, job: JobRecord) -> None:
         self.queue.add(
             QueuedJob(
-                job.id, job.seq, job.scenario, job.queue, job.priority, job.created_at, job.retry_at
+                job.id,
+                job.seq,
+                job.scenario,
+                job.queue,
+                job.priority,
+                job.created_at,
+                job.retry_at,
+                avoid=job.node_id,
             )
         )
         if job.retry_at is None:

@@ -349,3 +349,20 @@ def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(tmp_pat
     assert answer["cancel"] == [job]
     current = s.get_job(job).attempt
     assert s.heartbeat("other", [{"job_id": job, "attempt": current}])["cancel"] == []
+
+
+def test_a_retry_prefers_another_node_but_falls_back_to_the_same(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "a")
+    job = _submit(s)
+    attempt = _run(s, job, "a")
+    _register(s, "b")
+    s.result(job, {"node_id": "a", "attempt": attempt, "status": "handed_back"})
+    s.place()
+    assert s.get_job(job).node_id == "b"  # "spread" alone could have picked either
+    attempt = _run(s, job, "b")
+    s.remove_node("a")
+    s.result(job, {"node_id": "b", "attempt": attempt, "status": "handed_back"})
+    s.place()
+    assert s.get_job(job).node_id == "b"  # the only node left
