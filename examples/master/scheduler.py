@@ -440,7 +440,12 @@ class Scheduler:
         deadline = time.monotonic() + min(wait, self.config.claim_wait_max)
         while True:
             if state.mailbox:
-                return state.mailbox.popleft()
+                assignment = state.mailbox.popleft()
+                active = self.active.get(assignment["job_id"])
+                if active is not None and active.attempt == assignment["attempt"]:
+                    # The heartbeat grace for "the worker forgot it" starts at delivery.
+                    active.assigned_at = self.clock()
+                return assignment
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not state.online:
                 return None

@@ -366,3 +366,16 @@ def test_a_retry_prefers_another_node_but_falls_back_to_the_same(tmp_path: Path)
     s.result(job, {"node_id": "b", "attempt": attempt, "status": "handed_back"})
     s.place()
     assert s.get_job(job).node_id == "b"  # the only node left
+
+
+def test_lost_job_grace_starts_when_the_worker_claims_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "n1")
+    job = _submit(s)
+    s.place()
+    clock.advance(2.5)  # waited in the mailbox longer than the grace period
+    s.heartbeat("n1", [])
+    assert asyncio.run(s.claim("n1", 0)) is not None
+    s.heartbeat("n1", [])  # sent before the worker listed its new job
+    assert s.get_job(job).status == "assigned"
