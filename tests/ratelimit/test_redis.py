@@ -282,3 +282,16 @@ def test_script_is_reloaded_after_the_server_forgets_it(redis_url: str, redis_se
         return (await limiter.ahit("x")).storage_error
 
     assert asyncio.run(async_after_flush()) is False
+
+
+def test_the_storage_password_never_appears_in_repr_or_logs(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = private_redis.url.replace("redis://", "redis://:s3cret-pw@")
+    private_redis.kill()
+    limiter = Limiter(1, 1, storage=url, failure="open")
+    with caplog.at_level(logging.WARNING, logger="ffrtmp_infra.ratelimit"):
+        assert limiter.hit("k").storage_error
+    assert "s3cret-pw" not in repr(limiter)
+    assert caplog.records
+    assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)

@@ -183,14 +183,14 @@ class Engine:
 
 
 # ---------------------------------------------------------------- one script for several limits
-def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[float | int]] | None:
+def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[bytes]] | None:
     """The shared backend, keys and script arguments, when ``items`` fit one script call."""
     first = items[0][0]
     remote = getattr(first, "_remote", None)
     if len(items) < 2 or remote is None or remote.cluster:
         return None
     keys: list[str] = []
-    args: list[float | int] = []
+    args: list[bytes] = []
     for limiter, key, cost in items:
         if (
             not isinstance(limiter, Limiter)
@@ -200,7 +200,7 @@ def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[f
         ):
             return None
         keys.append(limiter._key_prefix + key)
-        args += [cost, limiter._args[1], limiter._args[2]]
+        args += [str(cost).encode(), limiter._args[1], limiter._args[2]]
     return remote, keys, args
 
 

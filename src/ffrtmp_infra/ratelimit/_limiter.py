@@ -117,7 +117,12 @@ class Limiter:
         self._lock = threading.Lock()
         self._key_prefix = f"{key_prefix}:{self.name}:"
         self._interval_us = self.interval * 1e6
-        self._args: list[float | int] = [1, self._interval_us, self.tolerance * 1e6]
+        # Script arguments pre-encoded once: redis-py sends bytes as they are.
+        self._args: list[bytes] = [
+            b"1",
+            repr(self._interval_us).encode(),
+            repr(self.tolerance * 1e6).encode(),
+        ]
         self._down_until = 0.0
         self._failed_decisions = 0
         self._last_log = -math.inf
@@ -321,12 +326,12 @@ class Limiter:
         return Decision(False, self.burst, 0, math.inf, 0.0, self.name)
 
     # ------------------------------------------------------------ redis
-    def _remote_args(self, cost: int) -> list[float | int]:
+    def _remote_args(self, cost: int) -> list[bytes]:
         if cost == 1:
             return self._args
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        return [cost, self._args[1], self._args[2]]
+        return [str(cost).encode(), self._args[1], self._args[2]]
 
     def _from_reply(self, reply: list[int]) -> Decision:
         if self._down_until:
