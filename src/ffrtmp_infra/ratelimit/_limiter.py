@@ -115,6 +115,7 @@ class Limiter:
         # flat arrays: memory per key does not depend on the key's length.
         self._table = BucketTable(max_keys)
         self._lock = threading.Lock()
+        self._hot = (self.interval, self.tolerance, self._lock, self._table)  # for _admit
         self._key_prefix = f"{key_prefix}:{self.name}:"
         self._interval_us = self.interval * 1e6
         # Script arguments pre-encoded once: redis-py sends bytes as they are.
@@ -279,26 +280,28 @@ class Limiter:
         until the next unit (draft-10 ``t``) or until full (``legacy``).
         """
         now = self.clock()
-        interval = self.interval
-        tolerance = self.tolerance
+        interval, tolerance, lock, table = self._hot
         slot_key = hash(key) or 1
-        with self._lock:
-            table = self._table
+        with lock:
             keys = table.keys
+            tats = table.tats
             mask = table.mask
             i = slot_key & mask
             found = keys[i]
             while found != slot_key and found != 0:  # BucketTable.find, inlined
                 i = (i + 1) & mask
                 found = keys[i]
-            tat = table.tats[i] if found else now
-            if tat < now:
+            if found:
+                tat = tats[i]
+                if tat < now:
+                    tat = now
+            else:
                 tat = now
             new_tat = tat + interval
             if new_tat - tolerance - now > _EPS:
                 return -1
             if found:
-                table.tats[i] = new_tat
+                tats[i] = new_tat
             else:
                 table.add(slot_key, new_tat, now)
         ahead = new_tat - now
