@@ -295,3 +295,16 @@ def test_the_storage_password_never_appears_in_repr_or_logs(
     assert "s3cret-pw" not in repr(limiter)
     assert caplog.records
     assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+
+
+def test_under_real_uvicorn_the_async_redis_path_limits_and_reports(redis_url: str) -> None:
+    from tests.support.servers import serve_asgi
+
+    app = starlette_app()
+    app.add_middleware(RateLimitMiddleware, limiter=Limiter(0.5, 2, storage=redis_url, name="api"))
+    with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
+        responses = [client.get("/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert responses[0].headers["ratelimit-policy"] == '"api";q=2;w=4'
+    assert responses[1].headers["ratelimit"] == '"api";r=0;t=2'
+    assert responses[2].headers["retry-after"] == "2"
