@@ -379,7 +379,7 @@ class MemoryBackend:
             req = res[2]
             n.used_cpu -= req[0]
             n.used_ram -= req[1]
-            if req[2] or req[3]:
+            if req[2] or req[3] is not EMPTY:  # identity: cheaper than len() on the hot path
                 self._give_back(n, res)
             if not n.dirty:
                 n.dirty = True
