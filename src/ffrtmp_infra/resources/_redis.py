@@ -415,7 +415,7 @@ class RedisBackend:
         return self._snapshot(self._run("read", ["snapshot"]))
 
     def counters(self) -> dict[str, int]:
-        raw = self._run("read", ["counters"]) if self._sync is not None else []
+        raw = self._run("read", ["counters"])
         found = {_s(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
         return {k: found.get(k, 0) for k in ("reserved", "released", "rejected", "evicted")}
 
