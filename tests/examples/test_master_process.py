@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.otlp import OTLPReceiver
 from tests.support.services import free_port
@@ -20,7 +22,7 @@ API_KEY = "submitter-key-0123456789abcdef"
 
 
 @contextmanager
-def master_process(db: Path, *extra: str) -> Iterator[str]:
+def master_process(db: Path, *extra: str, verify: str | bool = True) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100", "FFRTMP_API_KEY": API_KEY}
     env["FFRTMP_WORKER_KEY"] = WORKER_KEY
@@ -31,14 +33,15 @@ def master_process(db: Path, *extra: str) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if "--tls-auto" in extra or "--tls-cert" in extra else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
                     break
-            except httpx.TransportError:
+            except (httpx.TransportError, ssl.SSLError):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 output = proc.communicate(timeout=5)[0] if proc.poll() is not None else ""
@@ -78,24 +81,23 @@ def test_help_lists_the_options() -> None:
         assert flag in out
 
 
-def test_bad_flag_value_fails_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--heartbeat-interval", "10", "--heartbeat-timeout", "5"], "heartbeat_timeout"),
+        (["--sample-ratio", "7"], "sample_ratio"),
+        (["--max-retries", "-1"], "max_retries"),
+        (["--tls-client-ca", "ca.crt"], "--tls-client-ca"),
+    ],
+)
+def test_bad_flag_value_fails_naming_it(tmp_path: Path, flags: list[str], named: str) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "examples.master",
-            "--db",
-            str(tmp_path / "m.db"),
-            "--heartbeat-interval",
-            "10",
-            "--heartbeat-timeout",
-            "5",
-        ],
+        [sys.executable, "-m", "examples.master", "--db", str(tmp_path / "m.db"), *flags],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert "heartbeat_timeout" in result.stderr
+    assert named in result.stderr
 
 
 def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
@@ -146,6 +148,9 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
     assert carrier["traceparent"].split("-")[1] == create.trace_id
     assert carrier["traceparent"].split("-")[2] == assign.span_id
     assert create.resource.get("service.name") == "ffrtmp-master"
+    server_spans = [name for name in names if name.startswith("POST ")]
+    assert any("/result" in name for name in server_spans)
+    assert not any("/claim" in name for name in server_spans)  # long-polls are not traced
 
 
 def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
@@ -156,3 +161,16 @@ def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
         again = httpx.get(f"{url}/jobs/{job['id']}", headers=submit).json()
     assert again["status"] == "queued"
     assert again["id"] == job["id"]
+
+
+def test_tls_auto_generates_certificates_and_serves_https(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    # The CA does not exist before the master writes it: poll for readiness unverified,
+    # then check the served certificate against the generated CA.
+    with master_process(tmp_path / "m.db", "--tls-auto", str(certs), verify=False) as url:
+        assert url.startswith("https://")
+        assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
+        trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        assert httpx.get(f"{url}/health", verify=trusted).status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", verify=ssl.create_default_context())  # unknown CA
