@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import ffrtmp_infra
 from examples.common.ffmpeg import find_ffmpeg
 from examples.worker.capacity import Capacity, default_labels, detect_capacity
 from examples.worker.client import (
@@ -41,7 +42,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("examples.worker")
 
-VERSION = "0.1.0"
+VERSION = ffrtmp_infra.__version__
 
 
 class Worker:
@@ -245,7 +246,11 @@ class Worker:
                 delay = min(delay * 2, 5.0)
                 continue
             if assignment is not None:
-                self._start(assignment)
+                try:
+                    self._start(assignment)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A malformed assignment must not kill the claim loop.
+                    log.error("ignoring a malformed assignment (%r): %s", exc, assignment)
 
     def _start(self, assignment: dict[str, Any]) -> None:
         runner = JobRunner(

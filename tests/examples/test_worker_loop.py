@@ -288,3 +288,16 @@ def test_max_jobs_caps_concurrent_claims(
     [result] = wait_until(lambda: master.results(second), timeout=60, what="the second job")
     assert result["status"] == "completed"
     assert master.of("/result", first)[0].at <= master.of("/progress", second)[0].at
+
+
+def test_a_malformed_assignment_is_ignored_and_claiming_goes_on(
+    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url)
+    with master.lock:
+        master.pending.append({"job_id": "no-attempt"})
+    job_id = master.submit(batch_spec())
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the next result")
+    assert result["status"] == "completed"
+    assert "ignoring a malformed assignment" in worker.log()
