@@ -259,20 +259,19 @@ def memory_table(quick: bool) -> Table:
         limiter.hit(f"c{i}")
         peak = max(peak, len(limiter))
     table.add(f"{total:,} distinct keys at 10k new/s, rate 100 burst 10: peak keys held", peak)
-    live = Limiter(0.001, 10, clock=lambda: 0.0, max_keys=100_000)
+    live = Limiter(0.001, 10, clock=lambda: 0.0, max_keys=100_000)  # never refill
     for i in range(total):
         live.hit(f"c{i}")
     table.add(f"{total:,} distinct keys that never refill, max_keys=100,000: keys held", len(live))
     table.notes += [
         "target: at most 100 bytes per active key; 1,000,000 distinct keys must not grow "
         "memory without bound",
-        "ffrtmp holds a key as its 64-bit hash (an int) and its theoretical arrival time "
-        "(a float) in a dict, so the cost does not depend on the key's length; limits keeps "
-        "the key strings, a counter, an expiry and a lock per key",
-        "bytes per key vary with how full the dict is between its doubling resizes "
-        "(Python dicts keep at most 2/3 of their slots used)",
-        "refilled keys are swept losslessly (an absent key is a full bucket); when every "
-        "key is live, max_keys evicts the oldest tenth",
+        "ffrtmp holds a key as its 64-bit hash and its theoretical arrival time in two flat "
+        "arrays (16 bytes a slot, at most half full), so the cost does not depend on the "
+        "key's length; limits keeps the key strings, a counter, an expiry and a lock per key",
+        "bytes per key vary with where the count falls between the table's doubling resizes",
+        "refilled keys are dropped losslessly when the table grows (an absent key is a full "
+        "bucket); when every key is live, max_keys keeps the 3/4 with the most debt",
     ]
     return table
 

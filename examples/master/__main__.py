@@ -167,8 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _serve_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s]: %(message)s",
     )
+    from ffrtmp_infra.tracing import install_log_correlation
+
+    install_log_correlation()  # fills trace_id in every record (empty outside a span)
     try:
         config = MasterConfig(
             db_path=args.db,
@@ -193,13 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     tls = _tls_options(args, parser)
-    for role, key in (
-        ("submitter (--api-key)", config.api_key),
-        ("worker (--worker-key)", config.worker_key),
+    for role, flag, key in (
+        ("submitters", "--api-key / FFRTMP_API_KEY", config.api_key),
+        ("workers", "--worker-key / FFRTMP_WORKER_KEY", config.worker_key),
     ):
         if key is None:
             log.warning(
-                "NO %s KEY: that part of the API is open to anyone who can reach it", role.upper()
+                "NO KEY FOR %s (%s): that part of the API is open to anyone who can reach it",
+                role.upper(),
+                flag,
             )
 
     import uvicorn
@@ -207,14 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from examples.master.app import create_app
     from ffrtmp_infra.tracing import TracingConfig, init_tracer
 
-    tracing = init_tracer(
-        TracingConfig(
+    try:
+        tracing_config = TracingConfig(
             service_name="ffrtmp-master",
             otlp_endpoint=args.otlp_endpoint,
             enabled=_tracing_wanted(args.otlp_endpoint),
             sample_ratio=args.sample_ratio,
         )
-    )
+    except ValueError as exc:
+        parser.error(str(exc))
+    tracing = init_tracer(tracing_config)
     app = create_app(config)
     scheme = "https" if tls else "http"
     log.info("master listening on %s://%s:%d (db %s)", scheme, args.host, args.port, args.db)

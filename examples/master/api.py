@@ -87,6 +87,7 @@ def node_json(scheduler: Scheduler, state: NodeState) -> dict[str, Any]:
         "jobs": [
             {"job_id": a.job_id, "attempt": a.attempt} for a in scheduler.running_on(record.id)
         ],
+        "available": scheduler.available(record.id),
     }
 
 

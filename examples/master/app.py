@@ -38,11 +38,21 @@ from ffrtmp_infra.ratelimit import (
     instrument,
 )
 from ffrtmp_infra.resources import ResourceManager
-from ffrtmp_infra.tracing import TracingMiddleware
+from ffrtmp_infra.tracing import DEFAULT_EXCLUDED_URLS, TracingMiddleware
 
 __all__ = ["MasterApp", "create_app"]
 
 log = logging.getLogger("examples.master")
+
+#: Chatter kept out of traces: heartbeats (hundreds a second at scale), 30-s long-poll
+#: claims (the handed-over job is traced by job.assign instead) and progress reports
+#: (several a second per job). Health and metrics are the library's defaults.
+UNTRACED_PATHS = (
+    *DEFAULT_EXCLUDED_URLS,
+    r"^/nodes/[^/]+/heartbeat$",
+    r"^/nodes/[^/]+/claim$",
+    r"^/jobs/[^/]+/progress$",
+)
 
 
 class MasterApp:
@@ -151,7 +161,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    asgi: ASGIApp = TracingMiddleware(starlette)
+    asgi: ASGIApp = TracingMiddleware(starlette, excluded_urls=UNTRACED_PATHS)
     if config.rate_limit > 0:
         instrument(meter_provider=metrics.meter_provider)
         asgi = RateLimitMiddleware(asgi, rules=_rules(config))

@@ -23,6 +23,8 @@ from ffrtmp_infra.ratelimit import Limiter
 
 __all__ = ["Authenticator"]
 
+_MAX_LOCKED = 100_000  # locked-out addresses kept before expired entries are pruned
+
 
 class Authenticator:
     """Checks ``Authorization: Bearer <key>`` for a role; locks out repeated failures."""
@@ -67,6 +69,8 @@ class Authenticator:
         self._metrics.auth_failures.labels(role).inc()
         decision = await self._failures.ahit(client)
         if not decision.allowed:
+            if len(self._locked_until) >= _MAX_LOCKED:
+                self._locked_until = {k: t for k, t in self._locked_until.items() if t > now}
             self._locked_until[client] = now + decision.retry_after
             self._metrics.auth_lockouts.inc()
             raise _locked(decision.retry_after)

@@ -48,6 +48,7 @@ class JobQueue:
         self._keys: list[_SortKey] = []
         self._by_key: dict[_SortKey, QueuedJob] = {}
         self._by_id: dict[str, QueuedJob] = {}
+        self._scenarios: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -56,8 +57,16 @@ class JobQueue:
         return job_id in self._by_id
 
     def __iter__(self) -> Iterator[QueuedJob]:
-        """Jobs in placement order (a snapshot: safe to remove while iterating)."""
-        return iter([self._by_key[k] for k in self._keys])
+        """Jobs in placement order; safe to remove jobs while iterating."""
+        for key in list(self._keys):
+            job = self._by_key.get(key)
+            if job is not None:
+                yield job
+
+    @property
+    def scenarios(self) -> set[str]:
+        """The scenarios of the queued jobs (placement stops once none of them fits)."""
+        return set(self._scenarios)
 
     def get(self, job_id: str) -> QueuedJob | None:
         """The queued job with this id, or ``None``."""
@@ -70,6 +79,7 @@ class JobQueue:
         bisect.insort(self._keys, key)
         self._by_key[key] = job
         self._by_id[job.job_id] = job
+        self._scenarios[job.scenario] = self._scenarios.get(job.scenario, 0) + 1
 
     def remove(self, job_id: str) -> QueuedJob | None:
         """Take a job out of the queue; returns it, or ``None`` if it was not queued."""
@@ -81,6 +91,11 @@ class JobQueue:
         if index < len(self._keys) and self._keys[index] == key:
             del self._keys[index]
         del self._by_key[key]
+        left = self._scenarios[job.scenario] - 1
+        if left:
+            self._scenarios[job.scenario] = left
+        else:
+            del self._scenarios[job.scenario]
         return job
 
     def counts(self) -> dict[tuple[str, str], int]:

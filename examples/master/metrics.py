@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -71,7 +72,8 @@ class MasterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.meter_provider = MeterProvider(
-            metric_readers=[PrometheusMetricReader(registry=self.registry)]
+            metric_readers=[PrometheusMetricReader(registry=self.registry)],
+            resource=Resource.create({"service.name": "ffrtmp-master"}),
         )
         self.jobs_submitted = Counter(
             "ffrtmp_jobs_submitted",

@@ -310,6 +310,8 @@ class Scheduler:
         now = self.clock()
         node_id = body["node_id"]
         previous = self.nodes.get(node_id)
+        previous_encoders = previous.record.encoders if previous else None
+        was_online = previous is not None and previous.online
         stored = previous.record if previous else self.store.get_node(node_id)
         record = NodeRecord(
             id=node_id,
@@ -337,7 +339,8 @@ class Scheduler:
                     self._end_attempt(job, "evicted", "node re-registered with less capacity")
                     self._release(job.id)
                     self._requeue(job, retry_at=None)
-        self._exclude_cache.clear()
+        if previous is None or previous_encoders != record.encoders or not was_online:
+            self._exclude_cache.clear()
         self.kick(capacity=True)
         return state
 
@@ -463,7 +466,7 @@ class Scheduler:
         now = self.clock()
         if self._capacity_changed:
             self._capacity_changed = False
-            candidates = list(self.queue)
+            candidates: Iterable[QueuedJob] = iter(self.queue)
         else:
             candidates = sorted(
                 (j for j in map(self.queue.get, self._fresh) if j is not None),
@@ -471,9 +474,12 @@ class Scheduler:
             )
         self._fresh.clear()
         no_fit: set[str] = set()
+        queued_scenarios = self.queue.scenarios
         placed = 0
         with self.store.batch():
             for queued in candidates:
+                if len(no_fit) == len(queued_scenarios) and no_fit >= queued_scenarios:
+                    break  # nothing left in the queue can fit anywhere now
                 if queued.retry_at is not None and queued.retry_at > now:
                     continue
                 if queued.scenario in no_fit:
@@ -728,6 +734,21 @@ class Scheduler:
         online = sum(1 for n in self.nodes.values() if n.online)
         offline = sum(1 for n in self.store.list_nodes() if n.status == "offline")
         return {"online": online, "offline": offline}
+
+    def available(self, node_id: str) -> dict[str, Any] | None:
+        """What the resource manager has free on an online node (``None`` otherwise)."""
+        if node_id not in self.nodes:
+            return None
+        try:
+            free = self.resources.get_node(node_id).available
+        except ResourceError:
+            return None
+        return {
+            "cpu": free.cpu_milli / 1000,
+            "ram_gb": round(free.ram_mib / 1024, 3),
+            "gpu": free.gpu,
+            "extended": dict(free.extended),
+        }
 
     def running_on(self, node_id: str) -> Iterable[ActiveJob]:
         """The active attempts placed on a node."""

@@ -260,6 +260,7 @@ def test_nodes_list_and_detail(master: Master) -> None:
     detail = master.client.get("/nodes/w1", headers=SUBMIT).json()
     assert detail["status"] == "online"
     assert detail["jobs"] == [{"job_id": job["id"], "attempt": 1}]
+    assert detail["available"]["cpu"] == 1.0  # 2 CPUs registered, a 720p-h264 job holds 1
     assert master.client.get("/nodes/nope", headers=SUBMIT).status_code == 404
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.otlp import OTLPReceiver
 from tests.support.services import free_port
@@ -78,24 +79,23 @@ def test_help_lists_the_options() -> None:
         assert flag in out
 
 
-def test_bad_flag_value_fails_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--heartbeat-interval", "10", "--heartbeat-timeout", "5"], "heartbeat_timeout"),
+        (["--sample-ratio", "7"], "sample_ratio"),
+        (["--max-retries", "-1"], "max_retries"),
+        (["--tls-client-ca", "ca.crt"], "--tls-client-ca"),
+    ],
+)
+def test_bad_flag_value_fails_naming_it(tmp_path: Path, flags: list[str], named: str) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "examples.master",
-            "--db",
-            str(tmp_path / "m.db"),
-            "--heartbeat-interval",
-            "10",
-            "--heartbeat-timeout",
-            "5",
-        ],
+        [sys.executable, "-m", "examples.master", "--db", str(tmp_path / "m.db"), *flags],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert "heartbeat_timeout" in result.stderr
+    assert named in result.stderr
 
 
 def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
@@ -146,6 +146,9 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
     assert carrier["traceparent"].split("-")[1] == create.trace_id
     assert carrier["traceparent"].split("-")[2] == assign.span_id
     assert create.resource.get("service.name") == "ffrtmp-master"
+    server_spans = [name for name in names if name.startswith("POST ")]
+    assert any("/result" in name for name in server_spans)
+    assert not any("/claim" in name for name in server_spans)  # long-polls are not traced
 
 
 def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:

@@ -104,14 +104,27 @@ def test_async_hit_and_reset_match_sync() -> None:
 
 def test_refilled_keys_are_swept_so_idle_keys_cost_nothing() -> None:
     clock = FakeClock()
-    limiter = Limiter(1000, 1, clock=clock)
-    for i in range(5000):
+    limiter = Limiter(1000, 1, clock=clock)  # each bucket refills 1 ms after its hit
+    for i in range(100_000):
+        clock.advance(0.001)
+        limiter.hit(f"client-{i}")
+    # 100,000 distinct clients, never more than one with a bucket that is not full:
+    # the table stayed at its smallest size.
+    assert limiter._table.mask + 1 == 1024
+    assert not limiter.holds("client-0")
+    assert limiter.holds("client-99999")
+
+
+def test_reset_and_refund_do_not_break_other_keys_in_the_table() -> None:
+    clock = FakeClock()
+    limiter = Limiter(1, 1, clock=clock)
+    for i in range(3000):  # forces several rebuilds with long probe chains
         limiter.hit(f"k{i}")
-    clock.advance(1.0)
-    for i in range(5000):
-        limiter.hit(f"fresh{i}")
-    # Every k* bucket had refilled: sweeps dropped them as new keys arrived.
-    assert len(limiter) < 5000 + 1024
+    limiter.reset("k10")
+    limiter.refund("k11")
+    assert limiter.hit("k10").allowed
+    assert limiter.hit("k11").allowed
+    assert not any(limiter.hit(f"k{i}").allowed for i in range(12, 3000))
 
 
 def test_max_keys_bounds_memory_even_when_all_keys_are_live() -> None:
@@ -190,9 +203,9 @@ def test_a_rejected_hit_changes_nothing(
     limiter = Limiter(rate, burst, clock=clock)
     for advance, cost in steps:
         clock.advance(advance)
-        before = dict(limiter._tats)
+        before = limiter._table.snapshot()
         if not limiter.hit("k", cost).allowed:
-            assert limiter._tats == before
+            assert limiter._table.snapshot() == before
 
 
 @settings(max_examples=100, deadline=None)
@@ -240,3 +253,60 @@ def test_middleware_fast_path_reports_the_same_headers_as_decisions(
         assert (code >= 0) == decision.allowed
         if code >= 0:
             assert writer.for_state(fast, code) == writer.single(slow, decision)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=40),  # which key
+            st.floats(min_value=0, max_value=0.5, allow_nan=False),  # clock advance
+            st.integers(min_value=0, max_value=3),  # cost
+        ),
+        max_size=300,
+    ),
+    max_keys=st.integers(min_value=100, max_value=10_000),
+)
+def test_many_keys_decide_exactly_like_a_plain_dict_model(
+    steps: list[tuple[int, float, int]], max_keys: int
+) -> None:
+    clock = FakeClock()
+    limiter = Limiter(2, 3, clock=clock, max_keys=max_keys)
+    model: dict[str, float] = {}
+    interval, tolerance = 0.5, 1.5
+    for which, advance, cost in steps:
+        clock.advance(advance)
+        key = f"key-{which}"
+        tat = max(model.get(key, clock.now), clock.now)
+        expected = tat + cost * interval - tolerance - clock.now <= 1e-9
+        if expected:
+            model[key] = tat + cost * interval
+        assert limiter.hit(key, cost).allowed == expected
+
+
+def test_bucket_table_probes_past_colliding_keys_and_rebuilds_keep_live_ones() -> None:
+    from ffrtmp_infra.ratelimit._table import BucketTable
+
+    table = BucketTable(max_keys=10_000)
+    colliding = [1 + 1024 * n for n in range(50)]  # all start at slot 1
+    for n, slot_key in enumerate(colliding):
+        table.add(slot_key, 100.0 + n, now=0.0)
+    assert [table.get(k) for k in colliding] == [100.0 + n for n in range(50)]
+    assert table.get(3) is None
+    table.rebuild(now=124.5)  # keeps the keys whose time is still ahead
+    assert [table.get(k) for k in colliding[:25]] == [None] * 25
+    assert [table.get(k) for k in colliding[25:]] == [100.0 + n for n in range(25, 50)]
+    assert table.used == 25
+
+
+def test_bucket_table_at_max_keys_forgets_the_keys_closest_to_full() -> None:
+    from ffrtmp_infra.ratelimit._table import BucketTable
+
+    table = BucketTable(max_keys=100)
+    for n in range(1, 101):
+        table.add(n, float(n), now=0.0)
+    table.add(1000, 1000.0, now=0.0)  # full of live keys: rebuild keeps 3/4
+    assert table.used == 76
+    assert table.get(1) is None
+    assert table.get(100) == 100.0
+    assert table.get(1000) == 1000.0

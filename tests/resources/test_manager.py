@@ -284,3 +284,11 @@ def test_bad_ids_are_invalid_input_everywhere(manager: ResourceManager, bad: obj
     for call in calls:
         with pytest.raises(InvalidAmountError):
             call()
+
+
+def test_odd_capacities_round_down_and_requests_round_up(manager: ResourceManager) -> None:
+    # A cgroup quota of 5/3 cores and psutil's bytes as GiB must still register.
+    node = manager.register_node("n", cpu=5 / 3, ram_gb=15.623456789).node
+    assert node.capacity.cpu_milli == 1666
+    assert node.capacity.ram_mib == 15998
+    assert manager.reserve("j", "n", cpu=1 / 3).resources.cpu_milli == 334

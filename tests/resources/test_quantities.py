@@ -32,7 +32,7 @@ def test_ram_accepts_gib_and_byte_quantities_rounding_up_to_mib(value: object, m
     ("value", "message"),
     [(-1, ">= 0"), (-0.5, ">= 0"), (math.nan, "finite"), (math.inf, "finite"),
      ("-2", ">= 0"), ("abc", "look like"), ("2x", "unit"), (True, "number"), (None, "number"),
-     ("0.0001", "finer than 1m"), ([1], "number"), (10**9, "at most")],
+     ([1], "number"), (10**9, "at most")],
 )  # fmt: skip
 def test_cpu_rejects_bad_amounts_naming_the_rule(value: object, message: str) -> None:
     with pytest.raises(InvalidAmountError, match=message) as info:
@@ -70,3 +70,11 @@ def test_three_tenths_of_a_core_hold_three_tenth_core_jobs() -> None:
     # The float trap the upstream manager falls into: 0.1 + 0.1 + 0.1 > 0.3.
     assert 0.1 + 0.1 + 0.1 > 0.3
     assert parse_cpu(0.1) * 3 == parse_cpu(0.3)
+
+
+def test_finer_than_a_millicore_or_a_mib_rounds_up_for_requests_down_for_capacity() -> None:
+    assert parse_cpu("0.0001") == 1
+    assert parse_cpu(1 / 3) == 334
+    assert parse_cpu(1 / 3, round_up=False) == 333
+    assert parse_ram("1G") == 954
+    assert parse_ram("1G", round_up=False) == 953

@@ -15,6 +15,7 @@ import pytest
 from ffrtmp_infra.resources import (
     BackendUnavailableError,
     InvalidAmountError,
+    NoNodeAvailableError,
     RedisBackend,
     ResourceManager,
 )
@@ -176,3 +177,45 @@ def test_a_dead_redis_is_a_clear_error_and_recovery_needs_no_restart(
     manager.register_node("n", cpu=2)
     assert manager.reserve("j", "n", cpu=1).node_id == "n"
     manager.close()
+
+
+@pytest.mark.parametrize("scorer", ["binpack", "spread", "balanced"])
+def test_redis_scripts_place_exactly_like_the_memory_index(
+    redis_server: RedisServer, scorer: str
+) -> None:
+    import random
+
+    rnd = random.Random(scorer)
+    memory = ResourceManager(scorer=scorer)
+    redis_ = ResourceManager(
+        RedisBackend(redis_server.url, prefix=f"eq-{uuid.uuid4().hex}"), scorer=scorer
+    )
+    shapes = [(8, 16, 0), (16, 32, 2), (4, 8, 0), (3, 5, 1)]
+    for i in range(60):
+        c, r, g = shapes[i % len(shapes)]
+        for m in (memory, redis_):
+            m.register_node(f"n{i:02}", cpu=c, ram_gb=r, gpu=g, labels={"pool": "ab"[i % 2]})
+    live: list[str] = []
+    for step in range(300):
+        if live and rnd.random() < 0.4:
+            job = live.pop(rnd.randrange(len(live)))
+            assert memory.release(job) == redis_.release(job)
+            continue
+        request = {
+            "cpu": rnd.choice(["250m", 1, 1.5, 3]),
+            "ram_gb": rnd.choice([0, "512Mi", 1, 3]),
+            "gpu": rnd.choice([0, 0, 1]),
+        }
+        selector = {"pool": "a"} if rnd.random() < 0.2 else None
+        outcomes = []
+        for m in (memory, redis_):
+            try:
+                outcomes.append(m.reserve_any(f"j{step}", selector=selector, **request))
+            except NoNodeAvailableError:
+                outcomes.append(None)
+        assert outcomes[0] == outcomes[1], step
+        if outcomes[0] is not None:
+            live.append(f"j{step}")
+        assert memory.get_available_nodes(cpu=1) == redis_.get_available_nodes(cpu=1)
+    assert memory.snapshot().nodes == redis_.snapshot().nodes
+    redis_.close()

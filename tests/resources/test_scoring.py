@@ -80,9 +80,15 @@ def test_custom_scorer(make_manager: MakeManager) -> None:
     assert manager.get_available_nodes(cpu=1) == ["fast", "slow"]
 
 
-def test_unknown_scorer_fails_at_construction() -> None:
+def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(InvalidAmountError, match="scorer must be one of"):
         ResourceManager(scorer="best")
+    with pytest.raises(InvalidAmountError, match="RedisBackend"):
+        ResourceManager("redis://localhost:6379/0")  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmountError, match="system_reserve"):
+        ResourceManager(system_reserve={"cpu": -1})
+    with pytest.raises(InvalidAmountError, match="system_reserve"):
+        ResourceManager(system_reserve="1 core")  # type: ignore[arg-type]
 
 
 def _brute_force(manager: ResourceManager, kind: str, rc: int, rr: int, rg: int) -> str | None:
@@ -99,10 +105,16 @@ def _brute_force(manager: ResourceManager, kind: str, rc: int, rr: int, rg: int)
     return None if best is None else best[2]
 
 
-@pytest.mark.parametrize("kind", ["binpack", "spread", "balanced"])
+@pytest.mark.parametrize(
+    ("kind", "fine"),
+    [("binpack", False), ("spread", False), ("balanced", False), ("balanced", True),
+     ("binpack", True)],
+)  # fmt: skip
 @pytest.mark.parametrize("backend_name", ["memory"], indirect=True)
-def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str) -> None:
-    rnd = random.Random(kind)
+def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str, fine: bool) -> None:
+    # fine=True: millicore-sized requests leave almost one node per bucket, which sends
+    # balanced down its node-by-node path.
+    rnd = random.Random(f"{kind}{fine}")
     manager = make_manager(scorer=kind)
     shapes = [(8, 16, 0), (16, 32, 2), (4, 8, 0), (2, 4, 1)]
     for i in range(300):
@@ -110,13 +122,17 @@ def test_index_agrees_with_a_linear_scan(make_manager: MakeManager, kind: str) -
         manager.register_node(f"n{i:03}", cpu=c, ram_gb=r, gpu=g)
     live: list[str] = []
     for step in range(1500):
-        rc, rr, rg = rnd.choice([500, 1000, 2000, 3000]), rnd.randint(0, 6) * 512, rnd.randint(0, 1)
+        rc = rnd.randint(1, 3000) if fine else rnd.choice([500, 1000, 2000, 3000])
+        rr, rg = rnd.randint(0, 6) * (rnd.randint(1, 512) if fine else 512), rnd.randint(0, 1)
         if live and rnd.random() < 0.4:
             manager.release(live.pop(rnd.randrange(len(live))))
             continue
         if rnd.random() < 0.02:
             node = f"n{rnd.randrange(300):03}"
             manager.drain(node) if rnd.random() < 0.5 else manager.undrain(node)
+        if rnd.random() < 0.02:  # re-registration moves a node to another shape
+            c, r, g = rnd.choice(shapes)
+            manager.register_node(f"n{rnd.randrange(300):03}", cpu=c, ram_gb=r, gpu=g)
         expected = _brute_force(manager, kind, rc, rr, rg)
         job = f"j{step}"
         try:

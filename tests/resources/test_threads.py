@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 
-from ffrtmp_infra.resources import InsufficientResourcesError, ResourceManager
+from ffrtmp_infra.resources import InsufficientResourcesError, NodeDrainingError, ResourceManager
 
 from .conftest import MakeManager
 from .invariants import check_invariants
@@ -33,7 +33,7 @@ def _worker(manager: ResourceManager, seed: int, ops: int, errors: list[BaseExce
                 job = f"t{seed}-{i}"
                 try:
                     manager.reserve(job, f"n{rnd.randrange(8)}", cpu=1, ram_gb=2)
-                except InsufficientResourcesError:
+                except (InsufficientResourcesError, NodeDrainingError):
                     continue
                 mine.append(job)
     except BaseException as exc:  # surfaced by the main thread
@@ -55,18 +55,34 @@ def test_sixteen_threads_never_overcommit(make_manager: MakeManager, backend_nam
         except BaseException as exc:
             errors.append(exc)
 
+    def operator() -> None:
+        # Drains, undrains and same-size re-registrations race with the workers.
+        rnd = random.Random(99)
+        try:
+            while not stop.is_set():
+                node = f"n{rnd.randrange(8)}"
+                roll = rnd.random()
+                if roll < 0.4:
+                    manager.drain(node)
+                elif roll < 0.8:
+                    manager.undrain(node)
+                else:
+                    assert manager.register_node(node, cpu=4, ram_gb=8, gpu=1).no_longer_fit == ()
+        except BaseException as exc:
+            errors.append(exc)
+
     threads = [
         threading.Thread(target=_worker, args=(manager, seed, ops, errors))
         for seed in range(THREADS)
     ]
-    watcher = threading.Thread(target=reader)
-    watcher.start()
-    for t in threads:
+    watchers = [threading.Thread(target=reader), threading.Thread(target=operator)]
+    for t in watchers + threads:
         t.start()
     for t in threads:
         t.join()
     stop.set()
-    watcher.join()
+    for t in watchers:
+        t.join()
     assert errors == []
     snapshot = manager.snapshot()
     check_invariants(snapshot)
@@ -74,5 +90,7 @@ def test_sixteen_threads_never_overcommit(make_manager: MakeManager, backend_nam
     assert counters["reserved"] - counters["released"] == len(snapshot.reservations)
     for job in list(snapshot.reservations):
         manager.release(job)
+    for i in range(8):
+        manager.undrain(f"n{i}")
     for node in manager.snapshot().nodes.values():
         assert node.used.cpu_milli == node.used.ram_mib == node.used.gpu == 0

@@ -322,3 +322,47 @@ def test_non_http_scopes_are_not_touched(provider: TracerProvider) -> None:
     scope = {"type": "lifespan"}
     asyncio.run(TracingMiddleware(app, tracer_provider=provider)(scope, None, None))  # type: ignore[arg-type]
     assert received == [{"type": "lifespan"}]
+
+
+def test_the_global_propagator_decides_which_headers_are_read(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from opentelemetry import baggage, propagate
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    seen = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.append(baggage.get_baggage("job.id"))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    client = TestClient(TracingMiddleware(app, tracer_provider=provider))
+    headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "baggage": "job.id=j-1"}
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(TraceContextTextMapPropagator())  # OTEL_PROPAGATORS=tracecontext
+    try:
+        client.get("/x", headers=headers)
+    finally:
+        propagate.set_global_textmap(previous)
+    client.get("/x", headers=headers)
+    assert seen == [None, "j-1"]
+    for span in exporter.get_finished_spans():
+        assert format(span.context.trace_id, "032x") == TRACE_ID
+
+
+def test_a_mounted_plain_asgi_app_is_named_by_its_mount_path(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    async def files(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    app = Starlette(routes=[Mount("/static", app=files)])
+    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+    TestClient(app).get("/static/css/site.css")
+    [span] = exporter.get_finished_spans()
+    assert span.name == "GET /static"

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ffrtmp_infra.tracing import TracingConfig, init_tracer
+from ffrtmp_infra.tracing import SamplingIdGenerator, TracingConfig, init_tracer
 from tests.support.otlp import OTLPReceiver
 
 
@@ -33,6 +33,8 @@ def test_spans_reach_a_real_otlp_receiver_with_the_resource(otlp_receiver: OTLPR
     assert handle.enabled
     assert handle.owned
     assert trace.get_tracer_provider() is handle.provider
+    assert isinstance(handle.provider, TracerProvider)
+    assert isinstance(handle.provider.id_generator, SamplingIdGenerator)
     with trace.get_tracer("test").start_as_current_span("job.create") as span:
         span.set_attribute("job.id", "j-1")
     handle.shutdown()  # flushes the batch processor
@@ -173,3 +175,15 @@ def test_grpc_export_reaches_a_real_grpc_receiver() -> None:
     finally:
         server.stop(grace=None)
     assert received == ["over.grpc"]
+
+
+def test_explicit_enabled_with_sdk_disabled_env_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    with caplog.at_level(logging.WARNING, logger="ffrtmp_infra.tracing"):
+        handle = init_tracer(TracingConfig(enabled=True), exporter=InMemorySpanExporter())
+    assert "OTEL_SDK_DISABLED=true" in caplog.text
+    with trace.get_tracer("t").start_as_current_span("x") as span:
+        assert not span.is_recording()
+    handle.shutdown()

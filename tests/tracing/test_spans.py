@@ -171,3 +171,13 @@ def test_without_a_provider_a_given_context_still_propagates() -> None:
     with job_execute("j-7", context=carried):
         assert inject_headers()["traceparent"] == carried["traceparent"]
     assert inject_headers() == {}
+
+
+def test_job_execute_accepts_a_bare_traceparent(exporter: InMemorySpanExporter) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with job_execute("j-8", context=traceparent):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    with pytest.raises(TypeError, match="context must be a Context"):
+        job_execute("j-9", context=42)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from ffrtmp_infra.ratelimit import _metrics
 from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError, StorageUnavailableError
+from ffrtmp_infra.ratelimit._table import BucketTable, key_hash
 
 __all__ = ["Failure", "Limiter", "ahit_together", "hit_together"]
 
@@ -22,7 +23,6 @@ _FAILURES = ("open", "closed", "local")
 # Float clocks: 0.1 + 0.2 != 0.3. A nanosecond of slack absorbs the rounding of
 # emission intervals so "allow exactly at the boundary" behaves as it reads.
 _EPS = 1e-9
-_MIN_SWEEP = 1024
 _POLICY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/+*@ ")
 
 
@@ -111,12 +111,10 @@ class Limiter:
         self.log_interval = float(log_interval)
         self.max_keys = max_keys
         self.clock: Callable[[], float] = clock or time.monotonic
-        # Keys are held as their 64-bit str hash (SipHash, randomised per process):
-        # an int costs the same whatever the key's length, so memory per key stays
-        # under 100 B for long keys (hashed API keys, IPv6 prefixes) too.
-        self._tats: dict[int, float] = {}
+        # Keys are held as their 64-bit str hash (SipHash, randomised per process) in
+        # flat arrays: memory per key does not depend on the key's length.
+        self._table = BucketTable(max_keys)
         self._lock = threading.Lock()
-        self._sweep_at = min(_MIN_SWEEP, max_keys)
         self._key_prefix = f"{key_prefix}:{self.name}:"
         self._interval_us = self.interval * 1e6
         self._args: list[float | int] = [1, self._interval_us, self.tolerance * 1e6]
@@ -197,7 +195,7 @@ class Limiter:
             StorageUnavailableError: the shared storage could not be reached.
         """
         with self._lock:
-            self._tats.pop(hash(key), None)
+            self._forget(key)
         if self._remote is not None:
             try:
                 self._remote.delete(self._key_prefix + key)
@@ -207,7 +205,7 @@ class Limiter:
     async def areset(self, key: str) -> None:
         """:meth:`reset` for async code."""
         with self._lock:
-            self._tats.pop(hash(key), None)
+            self._forget(key)
         if self._remote is not None:
             try:
                 await self._remote.adelete(self._key_prefix + key)
@@ -215,12 +213,20 @@ class Limiter:
                 raise StorageUnavailableError(f"could not reset {key!r}: {exc}") from exc
 
     def __len__(self) -> int:
-        """Keys currently held in this process's memory."""
-        return len(self._tats)
+        """Keys currently held in this process's memory (refilled ones until swept)."""
+        return self._table.used
 
     def holds(self, key: str) -> bool:
-        """True when this process's memory holds state for ``key`` (a bucket not yet full)."""
-        return hash(key) in self._tats
+        """True when this process's memory holds a bucket for ``key`` that is not full."""
+        with self._lock:
+            tat = self._table.get(key_hash(key))
+        return tat is not None and tat > self.clock()
+
+    def _forget(self, key: str) -> None:
+        table = self._table
+        i = table.find(key_hash(key))
+        if table.keys[i]:
+            table.tats[i] = -math.inf  # an old time is a full bucket
 
     # ------------------------------------------------------------ memory
     def _local_hit(self, key: str, cost: int) -> Decision:
@@ -229,10 +235,12 @@ class Limiter:
         now = self.clock()
         interval = self.interval
         tolerance = self.tolerance
-        slot = hash(key)
+        slot_key = key_hash(key)
         with self._lock:
-            tats = self._tats
-            tat = tats.get(slot, now)
+            table = self._table
+            i = table.find(slot_key)
+            known = table.keys[i]
+            tat = table.tats[i] if known else now
             if tat < now:
                 tat = now
             new_tat = tat + cost * interval
@@ -245,9 +253,10 @@ class Limiter:
                     tat - now,
                     self.name,
                 )
-            if len(tats) >= self._sweep_at and slot not in tats:
-                self._sweep(now)
-            tats[slot] = new_tat
+            if known:
+                table.tats[i] = new_tat
+            else:
+                table.add(slot_key, new_tat, now)
         return Decision(
             True,
             self.burst,
@@ -267,18 +276,26 @@ class Limiter:
         now = self.clock()
         interval = self.interval
         tolerance = self.tolerance
-        slot = hash(key)
+        slot_key = hash(key) or 1
         with self._lock:
-            tats = self._tats
-            tat = tats.get(slot, now)
+            table = self._table
+            keys = table.keys
+            mask = table.mask
+            i = slot_key & mask
+            found = keys[i]
+            while found != slot_key and found != 0:  # BucketTable.find, inlined
+                i = (i + 1) & mask
+                found = keys[i]
+            tat = table.tats[i] if found else now
             if tat < now:
                 tat = now
             new_tat = tat + interval
             if new_tat - tolerance - now > _EPS:
                 return -1
-            if len(tats) >= self._sweep_at and slot not in tats:
-                self._sweep(now)
-            tats[slot] = new_tat
+            if found:
+                table.tats[i] = new_tat
+            else:
+                table.add(slot_key, new_tat, now)
         ahead = new_tat - now
         remaining = int((tolerance - ahead) / interval + _EPS)
         if legacy:
@@ -292,31 +309,11 @@ class Limiter:
         return remaining << 24 | min(max(reset, 0), 0xFFFFFF)
 
     def _local_refund(self, key: str, cost: int) -> None:
-        slot = hash(key)
         with self._lock:
-            tat = self._tats.get(slot)
-            if tat is not None:
-                tat -= cost * self.interval
-                if tat <= self.clock():
-                    del self._tats[slot]
-                else:
-                    self._tats[slot] = tat
-
-    def _sweep(self, now: float) -> None:
-        """Drop keys whose bucket has refilled (lossless), then the oldest if still full.
-
-        Runs only when the dict reaches ``_sweep_at``, which then doubles, so the
-        cost is amortised O(1) per new key.
-        """
-        tats = self._tats
-        for key in [k for k, tat in tats.items() if tat <= now]:
-            del tats[key]
-        if len(tats) >= self.max_keys:
-            # Still full of live keys: forget the oldest tenth. A forgotten key's
-            # client gets a full bucket back, which errs towards admitting.
-            for key in list(tats)[: max(1, self.max_keys // 10)]:
-                del tats[key]
-        self._sweep_at = min(max(_MIN_SWEEP, 2 * len(tats)), self.max_keys)
+            table = self._table
+            i = table.find(key_hash(key))
+            if table.keys[i]:
+                table.tats[i] -= cost * self.interval
 
     def _impossible(self, cost: int) -> Decision:
         if cost < 0:
@@ -369,7 +366,7 @@ class Limiter:
         )
         self._failed_decisions = 0
         with self._lock:
-            self._tats.clear()
+            self._table.clear()
 
     def _degraded(self, key: str, cost: int) -> Decision:
         self._failed_decisions += 1

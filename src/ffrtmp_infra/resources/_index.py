@@ -23,6 +23,8 @@ from ._scoring import Selector, builtin_score, matches
 from ._types import Resources
 
 BIG = 1 << 62
+#: Balanced scans a shape node by node when its buckets average fewer nodes than this.
+SCAN_BELOW = 4
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
 
@@ -95,13 +97,15 @@ def shape_key(node: NodeState) -> tuple[object, ...]:
 class Shape:
     """The nodes of one shape, bucketed by used (cpu, gpu), each bucket sorted by RAM."""
 
-    __slots__ = ("ac", "ag", "alloc_ext", "ar", "buckets", "keys", "labels", "members")
+    __slots__ = ("ac", "ag", "alloc_ext", "ar", "buckets", "filed", "keys", "labels", "members")
 
     def __init__(self, node: NodeState) -> None:
         self.ac, self.ar, self.ag = node.alloc_cpu, node.alloc_ram, node.alloc_gpu
         self.alloc_ext = dict(node.alloc_ext)
         self.labels = node.labels
         self.members: dict[int, NodeState] = {}  # seq -> node
+        # seq -> ((used_cpu, used_gpu, used_ram), node) for the filed (non-draining) nodes
+        self.filed: dict[int, tuple[tuple[int, int, int], NodeState]] = {}
         self.buckets: dict[tuple[int, int], list[int]] = {}
         self.keys: list[tuple[int, int]] = []  # sorted (used_cpu, used_gpu)
 
@@ -128,6 +132,7 @@ class Shape:
                 insort(self.keys, key)
             insort(bucket, want[2] << SEQ_BITS | node.seq)
             node.indexed = want
+            self.filed[node.seq] = (want, node)
 
     def _unfile(self, node: NodeState) -> None:
         have = node.indexed
@@ -140,6 +145,7 @@ class Shape:
             del self.buckets[key]
             del self.keys[bisect_left(self.keys, key)]
         node.indexed = None
+        del self.filed[node.seq]
 
     def _first(self, kind: str, bucket: list[int], uc: int, rc: int, rr: int, max_r: int) -> int:
         """The bucket's best entry with ``used_ram <= max_r`` (lowest seq on a tie), or -1."""
@@ -218,6 +224,10 @@ class Shape:
         if max_c < 0 or max_r < 0 or max_g < 0:
             return best_score, best_seq, found
         keys = self.keys
+        if kind == "balanced" and len(keys) * SCAN_BELOW > len(self.members):
+            # Balanced visits every bucket; when buckets hold only a node or two (nodes
+            # of this shape almost all carry different loads) a plain pass is cheaper.
+            return self._scan(rc, rr, rg, ext, exclude, best_score, best_seq)
         end = bisect_right(keys, (max_c, BIG))
         order = range(end - 1, -1, -1) if kind == "binpack" else range(end)
         members, buckets = self.members, self.buckets
@@ -304,6 +314,43 @@ class Shape:
                     best_score, best_seq, found = score, seq, node
                     break
         return best_score, best_seq, found
+
+    def _scan(
+        self,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: Mapping[str, int],
+        exclude: frozenset[str],
+        best_score: float,
+        best_seq: int,
+    ) -> tuple[float, int, NodeState | None]:
+        """The balanced ``best`` by looking at every node of the shape.
+
+        Inside one shape the score only depends on ``|(uc + rc) * ar - (ur + rr) * ac|``,
+        so the pass compares that integer and divides once at the end.
+        """
+        max_c, max_r, max_g = self.ac - rc, self.ar - rr, self.ag - rg
+        ac1, ar1 = self.ac or 1, self.ar or 1
+        den = ac1 * ar1
+        best_d, seq_d, found = BIG, BIG, None
+        for (uc, ug, ur), node in self.filed.values():
+            if uc > max_c or ur > max_r or ug > max_g:
+                continue
+            d = (uc + rc) * ar1 - (ur + rr) * ac1
+            if d < 0:
+                d = -d
+            if d > best_d or (d == best_d and node.seq > seq_d):
+                continue
+            if node.node_id in exclude or (ext and not _fits_ext(node, ext)):
+                continue
+            best_d, seq_d, found = d, node.seq, node
+        if found is None:
+            return best_score, best_seq, None
+        score = (den - best_d) / den
+        if score > best_score or (score == best_score and seq_d < best_seq):
+            return score, seq_d, found
+        return best_score, best_seq, None
 
 
 def _fits_ext(node: NodeState, ext: Mapping[str, int]) -> bool:

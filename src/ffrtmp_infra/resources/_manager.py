@@ -38,9 +38,39 @@ def _job(job_id: object) -> str:
     return check_id(job_id, "job_id")
 
 
+# Parsed float and string amounts ("500m", 0.5): jobs repeat a few sizes, and parsing
+# through Decimal costs microseconds. Only valid amounts are cached; bools never reach
+# here (they are not float or str), and NaN never matches itself.
+_CPU_CACHE: dict[float | str, int] = {}
+_RAM_CACHE: dict[float | str, int] = {}
+_CACHE_LIMIT = 4096
+
+
+def _cpu(value: object) -> int:
+    if type(value) is float or type(value) is str:
+        milli = _CPU_CACHE.get(value)
+        if milli is None:
+            milli = parse_cpu(value)
+            if len(_CPU_CACHE) < _CACHE_LIMIT:
+                _CPU_CACHE[value] = milli
+        return milli
+    return parse_cpu(value)
+
+
+def _ram(value: object) -> int:
+    if type(value) is float or type(value) is str:
+        mib = _RAM_CACHE.get(value)
+        if mib is None:
+            mib = parse_ram(value)
+            if len(_RAM_CACHE) < _CACHE_LIMIT:
+                _RAM_CACHE[value] = mib
+        return mib
+    return parse_ram(value)
+
+
 def _request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, int]:
-    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
-    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
+    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
+    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
     rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
     return rc, rr, rg
 
@@ -104,6 +134,14 @@ class ResourceManager:
         system_reserve: Mapping[str, object] | Resources | None = None,
         meter_provider: Any = None,
     ) -> None:
+        if isinstance(backend, str):
+            raise InvalidAmountError(
+                f"backend must be a backend object such as RedisBackend({backend!r}), not a string"
+            )
+        if backend is not None and not callable(getattr(backend, "reserve_any", None)):
+            raise InvalidAmountError(
+                f"backend must be MemoryBackend, RedisBackend or implement Backend, got {backend!r}"
+            )
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._scorer = resolve_scorer(scorer)
         self._system_reserve = parse_reserve(system_reserve)
@@ -137,7 +175,10 @@ class ResourceManager:
         system_reserve: Mapping[str, object] | Resources | None,
     ) -> tuple[str, Resources, Resources, Mapping[str, str]]:
         check_id(node_id, "node_id")
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        # Capacities round down to whole millicores and MiB (requests round up).
+        rc = parse_cpu(cpu, round_up=False)
+        rr = parse_ram(ram_gb, round_up=False)
+        rg = parse_count(gpu, "gpu")
         if rc <= 0:
             raise InvalidAmountError(f"cpu capacity must be > 0, got {cpu!r}")
         ext = parse_extended(extended)
@@ -265,8 +306,8 @@ class ResourceManager:
             check_id(job_id, "job_id")
         if type(node_id) is not str:
             check_id(node_id, "node_id")
-        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else parse_cpu(cpu)
-        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else parse_ram(ram_gb)
+        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
+        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
         rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
         ext = parse_extended(extended) if extended else _NO_EXT
         return self._backend.reserve(job_id, node_id, rc, rr, rg, ext)

@@ -73,8 +73,12 @@ def _bounded(name: str, units: int, value: object, limit: int, unit: str) -> int
     return units
 
 
-def parse_cpu(value: object, name: str = "cpu") -> int:
-    """Cores (``2``, ``0.5``, ``"1.5"``) or millicores (``"500m"``) -> millicores."""
+def parse_cpu(value: object, name: str = "cpu", *, round_up: bool = True) -> int:
+    """Cores (``2``, ``0.5``, ``"1.5"``) or millicores (``"500m"``) -> millicores.
+
+    Precision finer than 1m rounds up (requests, reserves) or down (``round_up=False``,
+    capacities), so the manager never promises more than the node has.
+    """
     if type(value) is int and 0 <= value <= MAX_CPU_MILLI // 1000:
         return value * 1000
     number, unit = _decimal(name, value, "2, 0.5 or '500m'")
@@ -84,15 +88,15 @@ def parse_cpu(value: object, name: str = "cpu") -> int:
         milli = number
     else:
         raise InvalidAmountError(f"{name} unit must be cores or 'm' (millicores), got {value!r}")
-    if milli != milli.to_integral_value():
-        raise InvalidAmountError(f"{name} precision finer than 1m is not allowed, got {value!r}")
-    return _bounded(name, int(milli), value, MAX_CPU_MILLI, "millicores")
+    units = math.ceil(milli) if round_up else math.floor(milli)
+    return _bounded(name, units, value, MAX_CPU_MILLI, "millicores")
 
 
-def parse_ram(value: object, name: str = "ram_gb") -> int:
+def parse_ram(value: object, name: str = "ram_gb", *, round_up: bool = True) -> int:
     """GiB (``16``, ``0.5``) or a byte quantity (``"2Gi"``, ``"512Mi"``, ``"1G"``) -> MiB.
 
-    Amounts that are not a whole number of MiB round up to the next MiB.
+    Amounts that are not a whole number of MiB round up (requests, reserves) or down
+    (``round_up=False``, capacities).
     """
     if type(value) is int and 0 <= value <= MAX_RAM_MIB >> 10:
         return value << 10
@@ -104,7 +108,8 @@ def parse_ram(value: object, name: str = "ram_gb") -> int:
             f"(a bare number is GiB), got {value!r}"
         )
     mib = number * scale / _MIB
-    return _bounded(name, math.ceil(mib), value, MAX_RAM_MIB, "MiB")
+    units = math.ceil(mib) if round_up else math.floor(mib)
+    return _bounded(name, units, value, MAX_RAM_MIB, "MiB")
 
 
 def parse_count(value: object, name: str) -> int:

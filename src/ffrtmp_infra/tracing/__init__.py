@@ -24,7 +24,7 @@ from ffrtmp_infra.tracing._propagation import (
     subprocess_env,
 )
 from ffrtmp_infra.tracing._redact import redact_argv, redact_text, redact_url
-from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS
+from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS, SamplingIdGenerator
 from ffrtmp_infra.tracing._setup import TracingHandle, build_tracer_provider, init_tracer
 from ffrtmp_infra.tracing._spans import (
     DomainSpan,
@@ -44,6 +44,7 @@ __all__ = [
     "ConfigurationError",
     "DomainSpan",
     "MissingDependencyError",
+    "SamplingIdGenerator",
     "TraceContextLogFilter",
     "TracingConfig",
     "TracingHandle",

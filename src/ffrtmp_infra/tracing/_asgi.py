@@ -23,6 +23,7 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
 from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.routing import Mount
 
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
@@ -30,6 +31,7 @@ from ffrtmp_infra.tracing._server import (
     Exclusions,
     Plan,
     PropagationFields,
+    context_with_span,
     normalize_method,
     parse_host,
     redact_query,
@@ -57,7 +59,7 @@ def _route(scope: Scope) -> str | None:
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    if type(route).__name__ == "Mount":  # a mounted app that is not a Starlette router
+    if isinstance(route, Mount):  # a mounted app that is not itself a Starlette router
         return scope.get("root_path") or "/"
     return (scope.get("root_path", "").rstrip("/") + path_format) or "/"
 
@@ -134,26 +136,28 @@ class TracingMiddleware:
                     carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         if carrier is None:
-            parent = Context()
+            parent = None
             span = plan.root_span()
         else:
             parent = textmap.extract(carrier, context=Context())
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
 
         if span is None:
+            # A server starts clean: no ambient context (an in-process caller's span) leaks in.
+            start_context = parent if parent is not None else Context()
             method, original = (
                 normalize_method(scope.get("method", "GET")) if kind == "http" else ("GET", None)
             )
             name = route_name(method, None) if kind == "http" else "WEBSOCKET"
             if plan.attribute_blind:
-                span = tracer.start_span(name, parent, SpanKind.SERVER)
+                span = tracer.start_span(name, start_context, SpanKind.SERVER)
                 if span.is_recording():
                     span.set_attributes(_attributes(scope, method, original))
             else:
                 attributes = _attributes(scope, method, original)
-                span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+                span = tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
             plan.unprime()
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        token = otel_context.attach(context_with_span(span, parent))
         try:
             if span.is_recording():
                 await self._traced(scope, receive, send, span)

@@ -40,6 +40,7 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._errors import ConfigurationError
@@ -298,7 +299,9 @@ class Plan:
         assert generator is not None
         return NonRecordingSpan(
             SpanContext(
-                generator.generate_trace_id(),
+                generator.random_trace_id()
+                if isinstance(generator, SamplingIdGenerator)
+                else generator.generate_trace_id(),
                 generator.generate_span_id(),
                 False,
                 self.root_flags,
@@ -345,10 +348,15 @@ class PropagationFields:
         self.textmap: TextMapPropagator | None = None
         self.fields: frozenset[str] = frozenset()
         self.raw_fields: frozenset[bytes] = frozenset()
+        #: (field, WSGI environ key) pairs: ("traceparent", "HTTP_TRACEPARENT").
+        self.environ_keys: tuple[tuple[str, str], ...] = ()
 
     def refresh(self, textmap: TextMapPropagator) -> None:
         self.fields = frozenset(f.lower() for f in textmap.fields)
         self.raw_fields = frozenset(f.encode("latin-1") for f in self.fields)
+        self.environ_keys = tuple(
+            (f, "HTTP_" + f.upper().replace("-", "_")) for f in sorted(self.fields)
+        )
         self.textmap = textmap
 
     def current(self) -> TextMapPropagator:
@@ -362,6 +370,17 @@ class PropagationFields:
         if not carrier:
             return Context()
         return textmap.extract(carrier, context=Context())
+
+
+def context_with_span(span: Span, parent: Context | None) -> Context:
+    """``parent`` (None: a fresh, empty context) with ``span`` as the current span.
+
+    For None it builds the Context directly with the API's (private) span key:
+    half the cost of ``set_span_in_context(span, Context())``, on the hot path.
+    """
+    if parent is None:
+        return Context({_SPAN_KEY: span})
+    return trace.set_span_in_context(span, parent)
 
 
 def parse_host(host: str) -> tuple[str, int | None]:

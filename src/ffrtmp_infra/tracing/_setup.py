@@ -15,7 +15,7 @@ from opentelemetry.semconv.attributes.deployment_attributes import DEPLOYMENT_EN
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
 
 from ffrtmp_infra import __version__
-from ffrtmp_infra.tracing._config import TracingConfig
+from ffrtmp_infra.tracing._config import TracingConfig, _env_flag_disabled
 from ffrtmp_infra.tracing._errors import MissingDependencyError
 from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
@@ -188,12 +188,12 @@ def init_tracer(
             )
             _active = TracingHandle(current, enabled=True, owned=False, config=config)
             return _active
-        provider = TracerProvider(resource=_resource(config), sampler=_sampler(config))
-        if span_processor is None:
-            span_processor = BatchSpanProcessor(
-                exporter if exporter is not None else _exporter(config)
+        if _env_flag_disabled():
+            _log.warning(
+                "enabled=True but OTEL_SDK_DISABLED=true: the SDK makes every tracer a no-op, "
+                "so no spans will be recorded"
             )
-        provider.add_span_processor(span_processor)
+        provider = build_tracer_provider(config, exporter=exporter, span_processor=span_processor)
         trace.set_tracer_provider(provider)
         _active = TracingHandle(provider, enabled=True, owned=True, config=config)
         return _active

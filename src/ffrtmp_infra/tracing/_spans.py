@@ -17,7 +17,7 @@ import re
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -228,12 +228,19 @@ class DomainSpan:
         return f"<DomainSpan {self.name} {self.attributes}>"
 
 
-def _context(parent: Context | Mapping[str, str] | None) -> Context | None:
+def _context(parent: Context | Mapping[str, str] | str | None) -> Context | None:
     if parent is None or isinstance(parent, Context):
         return parent
     from ffrtmp_infra.tracing._propagation import extract_headers
 
-    return extract_headers(parent)
+    if isinstance(parent, str):  # a bare traceparent value stored with the job
+        return extract_headers({"traceparent": parent})
+    if isinstance(parent, Mapping):
+        return extract_headers(cast("Mapping[str, str]", parent))
+    raise TypeError(
+        "context must be a Context, a mapping of trace headers or a traceparent string, "
+        f"got {type(parent).__name__}"
+    )
 
 
 def job_create(job_id: str, **attrs: Any) -> DomainSpan:
@@ -250,12 +257,13 @@ def job_assign(job_id: str, node_id: str, **attrs: Any) -> DomainSpan:
 
 
 def job_execute(
-    job_id: str, *, context: Context | Mapping[str, str] | None = None, **attrs: Any
+    job_id: str, *, context: Context | Mapping[str, str] | str | None = None, **attrs: Any
 ) -> DomainSpan:
     """Span ``job.execute`` (a worker runs a job) with ``job.id``.
 
-    ``context`` continues the trace the job was created in: a ``Context`` or
-    the ``traceparent``/``tracestate``/``baggage`` headers stored with the job.
+    ``context`` continues the trace the job was created in: a ``Context``, the
+    ``traceparent``/``tracestate``/``baggage`` headers stored with the job, or
+    a bare ``traceparent`` string.
     """
     return DomainSpan(
         "job.execute",

@@ -30,6 +30,7 @@ from ffrtmp_infra.tracing._server import (
     Exclusions,
     Plan,
     PropagationFields,
+    context_with_span,
     global_provider,
     normalize_method,
     parse_host,
@@ -101,32 +102,36 @@ class WSGITracingMiddleware:
 
         textmap = self._fields.current()
         carrier: dict[str, str] = {}
-        for field in self._fields.fields:
-            value = environ.get("HTTP_" + field.upper().replace("-", "_"))
+        for field, key in self._fields.environ_keys:
+            value = environ.get(key)
             if value:
                 carrier[field] = value
         if carrier:
             parent = self._fields.extract(textmap, carrier)
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
         else:
-            parent = Context()
+            parent = None
             span = plan.root_span()
         method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         if span is None:
+            start_context = parent if parent is not None else Context()
             name = route_name(method, None)
             if plan.attribute_blind:
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER)
+                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER)
                 if span.is_recording():
                     span.set_attributes(_attributes(environ, path, method, original))
             else:
                 attributes = _attributes(environ, path, method, original)
-                span = plan.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
             plan.unprime()
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        token = otel_context.attach(context_with_span(span, parent))
         try:
             if not span.is_recording():
                 return self.wsgi_app(environ, start_response)
             return self._traced(environ, start_response, span, method)
+        except Exception as exc:
+            remember_span(exc, span.get_span_context())
+            raise
         finally:
             otel_context.detach(token)
 

@@ -1,5 +1,7 @@
 -- ARGV: node, "1" to drain or "0" to undrain. Returns {} if unknown, else the node view.
 local id = ARGV[1]
-if redis.call("EXISTS", nkey(id)) == 0 then return {} end
-redis.call("HSET", nkey(id), "drain", ARGV[2])
+local hot = get_hot(id)
+if not hot then return {} end
+hot[7] = tonumber(ARGV[2])
+put_hot(id, hot)
 return node_view(id)

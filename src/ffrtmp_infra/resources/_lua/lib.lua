@@ -3,6 +3,9 @@
 local base = KEYS[1]
 local NODES = base .. ":nodes"   -- zset: node id -> registration seq
 local STATS = base .. ":stats"   -- hash: reserved/released/rejected/evicted counters
+-- hash: node id -> "ac ar ag uc ur ug drain seq" (allocatable, used, draining flag,
+-- registration seq). One HGETALL gives reserve_any everything it filters and scores on.
+local HOT = base .. ":hot"
 local function nkey(id) return base .. ":n:" .. id end    -- hash: one node
 local function njkey(id) return base .. ":nj:" .. id end  -- zset: job id -> job seq
 local function rkey(id) return base .. ":r:" .. id end    -- hash: one reservation
@@ -44,7 +47,28 @@ local function reservation(job)
   return out
 end
 
--- A node as {id, hgetall, reservation count}.
+local HOT_PATTERN = "^(%d+) (%d+) (%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%d) (%d+)$"
+
+-- {ac, ar, ag, uc, ur, ug, drain, seq} as numbers, from a hot string.
+local function parse_hot(s)
+  local ac, ar, ag, uc, ur, ug, dr, seq = string.match(s, HOT_PATTERN)
+  return {tonumber(ac), tonumber(ar), tonumber(ag), tonumber(uc), tonumber(ur), tonumber(ug),
+          tonumber(dr), tonumber(seq)}
+end
+
+local function get_hot(id)
+  local s = redis.call("HGET", HOT, id)
+  if not s then return nil end
+  return parse_hot(s)
+end
+
+local function put_hot(id, h)
+  redis.call("HSET", HOT, id, string.format("%d %d %d %d %d %d %d %d",
+    h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]))
+end
+
+-- A node as {id, hgetall, reservation count, hot string}.
 local function node_view(id)
-  return {id, redis.call("HGETALL", nkey(id)), redis.call("ZCARD", njkey(id))}
+  return {id, redis.call("HGETALL", nkey(id)), redis.call("ZCARD", njkey(id)),
+          redis.call("HGET", HOT, id)}
 end

@@ -1,7 +1,7 @@
 -- ARGV: what ("node" id | "reservation" id | "snapshot" | "counters").
 local what, id = ARGV[1], ARGV[2]
 if what == "node" then
-  if redis.call("EXISTS", nkey(id)) == 0 then return {} end
+  if redis.call("HEXISTS", HOT, id) == 0 then return {} end
   return node_view(id)
 end
 if what == "reservation" then return reservation(id) or {} end

@@ -2,8 +2,8 @@
 -- Returns {node_view, misfit reservations...}.
 local id = ARGV[1]
 local nk = nkey(id)
-local fields = {"cc", ARGV[2], "cr", ARGV[3], "cg", ARGV[4],
-                "ac", ARGV[5], "ar", ARGV[6], "ag", ARGV[7]}
+local ac, ar, ag = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local fields = {"cc", ARGV[2], "cr", ARGV[3], "cg", ARGV[4]}
 local pos = 8
 local n_ext = tonumber(ARGV[pos]); pos = pos + 1
 local alloc_ext = {}
@@ -21,15 +21,16 @@ for _ = 1, n_labels do
 end
 
 local misfits = {}
-if redis.call("EXISTS", nk) == 1 then
-  local h = redis.call("HKEYS", nk)
-  for _, f in ipairs(h) do
+local hot = get_hot(id)
+if hot then
+  for _, f in ipairs(redis.call("HKEYS", nk)) do
     local p = string.sub(f, 1, 3)
     if p == "cx:" or p == "ax:" or string.sub(f, 1, 2) == "l:" then redis.call("HDEL", nk, f) end
   end
   redis.call("HSET", nk, unpack(fields))
+  hot[1], hot[2], hot[3] = ac, ar, ag
+  put_hot(id, hot)
   -- Reservations, oldest first, that the new allocatable no longer holds.
-  local ac, ar, ag = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   local c, r, g, x = 0, 0, 0, {}
   for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
     local res = reservation(job)
@@ -49,8 +50,8 @@ if redis.call("EXISTS", nk) == 1 then
 else
   local seq = redis.call("INCR", base .. ":seq")
   redis.call("ZADD", NODES, seq, id)
-  redis.call("HSET", nk, "seq", seq, "uc", 0, "ur", 0, "ug", 0, "drain", 0, "dev", "",
-             unpack(fields))
+  redis.call("HSET", nk, "dev", "", unpack(fields))
+  put_hot(id, {ac, ar, ag, 0, 0, 0, 0, seq})
 end
 local out = {node_view(id)}
 for _, res in ipairs(misfits) do table.insert(out, res) end

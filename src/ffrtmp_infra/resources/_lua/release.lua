@@ -4,11 +4,11 @@ local res = reservation(job)
 if not res then return {} end
 local id = res[2]
 local nk = nkey(id)
-if redis.call("EXISTS", nk) == 1 then
-  redis.call("HINCRBY", nk, "uc", 0 - res[3])
-  redis.call("HINCRBY", nk, "ur", 0 - res[4])
+local hot = get_hot(id)
+if hot then
+  hot[4], hot[5], hot[6] = hot[4] - res[3], hot[5] - res[4], hot[6] - res[5]
+  put_hot(id, hot)
   if res[5] > 0 then
-    redis.call("HINCRBY", nk, "ug", 0 - res[5])
     local dev = redis.call("HGET", nk, "dev") or ""
     for d in string.gmatch(res[6], "%d+") do dev = set_dev(dev, tonumber(d), "0") end
     redis.call("HSET", nk, "dev", dev)

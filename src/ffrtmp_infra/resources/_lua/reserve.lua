@@ -25,13 +25,26 @@ if existing then
   return {"dup", existing}
 end
 
-local function take(id)
+-- Extended amounts still free on a node: {free_1, free_2, ...} in ext order.
+local ext_fields = {}
+for _, e in ipairs(ext) do
+  table.insert(ext_fields, "ax:" .. e[1]); table.insert(ext_fields, "ux:" .. e[1])
+end
+local function ext_free(id)
+  local v = redis.call("HMGET", nkey(id), unpack(ext_fields))
+  local free = {}
+  for i = 1, #ext do
+    free[i] = (tonumber(v[2 * i - 1]) or 0) - (tonumber(v[2 * i]) or 0)
+  end
+  return free
+end
+
+local function take(id, hot)
   local nk = nkey(id)
-  redis.call("HINCRBY", nk, "uc", rc)
-  redis.call("HINCRBY", nk, "ur", rr)
+  hot[4], hot[5], hot[6] = hot[4] + rc, hot[5] + rr, hot[6] + rg
+  put_hot(id, hot)
   local devs = {}
   if rg > 0 then
-    redis.call("HINCRBY", nk, "ug", rg)
     local dev = redis.call("HGET", nk, "dev") or ""
     local i = 0
     while #devs < rg do
@@ -54,22 +67,19 @@ local function take(id)
   return {"ok", reservation(job)}
 end
 
-local hmget = {"ac", "ar", "ag", "uc", "ur", "ug", "drain"}
-for _, e in ipairs(ext) do
-  table.insert(hmget, "ax:" .. e[1]); table.insert(hmget, "ux:" .. e[1])
-end
-
 if want ~= "" then
-  local v = redis.call("HMGET", nkey(want), unpack(hmget))
-  if not v[1] then return {"unknown"} end
-  if v[7] == "1" then
+  local hot = get_hot(want)
+  if not hot then return {"unknown"} end
+  if hot[7] == 1 then
     redis.call("HINCRBY", STATS, "rejected", 1)
     return {"draining"}
   end
   local short = {"short"}
-  local checks = {{"cpu", rc, v[1] - v[4]}, {"ram", rr, v[2] - v[5]}, {"gpu", rg, v[3] - v[6]}}
-  for i, e in ipairs(ext) do
-    table.insert(checks, {e[1], e[2], (tonumber(v[6 + 2 * i]) or 0) - (tonumber(v[7 + 2 * i]) or 0)})
+  local checks = {{"cpu", rc, hot[1] - hot[4]}, {"ram", rr, hot[2] - hot[5]},
+                  {"gpu", rg, hot[3] - hot[6]}}
+  if #ext > 0 then
+    local free = ext_free(want)
+    for i, e in ipairs(ext) do table.insert(checks, {e[1], e[2], free[i]}) end
   end
   for _, c in ipairs(checks) do
     if c[2] > c[3] then
@@ -80,50 +90,53 @@ if want ~= "" then
     redis.call("HINCRBY", STATS, "rejected", 1)
     return short
   end
-  return take(want)
+  return take(want, hot)
 end
 
-local sel = {}
+local sel_keys, sel_values = {}, {}
 local n_sel = tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n_sel do
   local key, n = ARGV[pos], tonumber(ARGV[pos + 1])
   local values = {}
   for i = 1, n do values[ARGV[pos + 1 + i]] = true end
-  table.insert(sel, values)
-  table.insert(hmget, "l:" .. key)
+  table.insert(sel_keys, "l:" .. key); table.insert(sel_values, values)
   pos = pos + 2 + n
 end
 local excluded = {}
 local n_excl = tonumber(ARGV[pos]); pos = pos + 1
 for i = 1, n_excl do excluded[ARGV[pos + i - 1]] = true end
 
-local label0 = 8 + 2 * #ext
-local best, best_score = nil, -1
-local ids = redis.call("ZRANGE", NODES, 0, -1)
-for _, id in ipairs(ids) do
-  if not excluded[id] then
-    local v = redis.call("HMGET", nkey(id), unpack(hmget))
-    local ac, ar, ag = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
-    local uc, ur, ug = tonumber(v[4]), tonumber(v[5]), tonumber(v[6])
-    local ok = v[7] ~= "1" and rc <= ac - uc and rr <= ar - ur and rg <= ag - ug
-    if ok then
-      for i, e in ipairs(ext) do
-        if e[2] > (tonumber(v[6 + 2 * i]) or 0) - (tonumber(v[7 + 2 * i]) or 0) then ok = false end
+local best, best_score, best_seq = nil, -1, 0
+local match, num = string.match, tonumber
+local all = redis.call("HGETALL", HOT)
+for k = 1, #all, 2 do
+  -- Unpacked into locals (no table per node): this loop is the script's whole cost.
+  local ac, ar, ag, uc, ur, ug, dr, seq = match(all[k + 1], HOT_PATTERN)
+  ac, ar, uc, ur = num(ac), num(ar), num(uc), num(ur)
+  if dr == "0" and rc <= ac - uc and rr <= ar - ur and rg <= num(ag) - num(ug) then
+    local id = all[k]
+    seq = num(seq)
+    local s = score(kind, ac, ar, uc, ur, rc, rr)
+    if (s > best_score or (s == best_score and seq < best_seq)) and not excluded[id] then
+      local ok = true
+      if #ext > 0 then
+        local free = ext_free(id)
+        for i, e in ipairs(ext) do
+          if e[2] > free[i] then ok = false end
+        end
       end
-    end
-    if ok then
-      for i, values in ipairs(sel) do
-        if not (v[label0 + i - 1] and values[v[label0 + i - 1]]) then ok = false end
+      if ok and #sel_keys > 0 then
+        local labels = redis.call("HMGET", nkey(id), unpack(sel_keys))
+        for i, values in ipairs(sel_values) do
+          if not (labels[i] and values[labels[i]]) then ok = false end
+        end
       end
-    end
-    if ok then
-      local s = score(kind, ac, ar, uc, ur, rc, rr)
-      if s > best_score then best, best_score = id, s end
+      if ok then best, best_score, best_seq = id, s, seq end
     end
   end
 end
 if not best then
   redis.call("HINCRBY", STATS, "rejected", 1)
-  return {"nofit", #ids}
+  return {"nofit", #all / 2}
 end
-return take(best)
+return take(best, get_hot(best))

@@ -1,6 +1,6 @@
 -- ARGV: node. Returns {"unknown"} or {"ok", reservations...} (the evicted ones).
 local id = ARGV[1]
-if redis.call("EXISTS", nkey(id)) == 0 then return {"unknown"} end
+if redis.call("HEXISTS", HOT, id) == 0 then return {"unknown"} end
 local out = {"ok"}
 for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
   local res = reservation(job)
@@ -9,5 +9,6 @@ for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
 end
 redis.call("DEL", njkey(id), nkey(id))
 redis.call("ZREM", NODES, id)
+redis.call("HDEL", HOT, id)
 redis.call("HINCRBY", STATS, "evicted", #out - 1)
 return out
