@@ -76,7 +76,7 @@ class Worker:
             request_hooks=[httpx_request_hook],
         )
         self.heartbeat_interval = 5.0
-        self.runners: dict[str, JobRunner] = {}
+        self.runners: dict[tuple[str, int], JobRunner] = {}  # by (job id, attempt)
         self.completed: list[JobRunner] = []
         self.exit_code = 0
         self._lock = threading.Lock()
@@ -187,10 +187,11 @@ class Worker:
                 with self._lock:
                     running = [r.running for r in self.runners.values()]
                 answer = self.client.heartbeat(self.node_id, running)
-                for job_id in answer.get("cancel") or ():
-                    runner = self.runners.get(job_id)
-                    if runner is not None:
-                        runner.stop("canceled")
+                canceled = set(answer.get("cancel") or ())
+                with self._lock:
+                    doomed = [r for r in self.runners.values() if r.job_id in canceled]
+                for runner in doomed:
+                    runner.stop("canceled")
             except NodeUnknownError:
                 log.warning("master does not know this node; registering again")
                 try:
@@ -271,14 +272,22 @@ class Worker:
             runner.spec.get("scenario"),
         )
         with self._lock:
-            self.runners[runner.job_id] = runner
+            older = [r for r in self.runners.values() if r.job_id == runner.job_id]
+            self.runners[(runner.job_id, runner.attempt)] = runner
+        for old in older:
+            # A new attempt of a job we still run means ours was superseded (say the master
+            # restarted before our first report). Stop it before the new one reuses its
+            # output directory.
+            old.stop("superseded")
+            old.join(timeout=30)
         if self._stopping.is_set():
             runner.hand_back()  # claimed while stopping: give it straight back
         runner.start()
 
     def _runner_done(self, runner: JobRunner) -> None:
         with self._slot_freed:
-            self.runners.pop(runner.job_id, None)
+            if self.runners.get((runner.job_id, runner.attempt)) is runner:
+                del self.runners[(runner.job_id, runner.attempt)]
             self.completed.append(runner)
             self._slot_freed.notify_all()
 

@@ -301,3 +301,21 @@ def test_a_malformed_assignment_is_ignored_and_claiming_goes_on(
     [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the next result")
     assert result["status"] == "completed"
     assert "ignoring a malformed assignment" in worker.log()
+
+
+def test_a_new_attempt_of_a_running_job_replaces_the_old_one(
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    rtmp_receiver: Callable[[], RTMPReceiver],
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url)
+    job_id = master.submit(live_spec(rtmp_receiver().url, seconds=30))
+    wait_until(lambda: master.of("/progress", job_id), timeout=60, what="attempt 1 running")
+    old_ffmpeg = wait_until(lambda: _ffmpeg_child(worker.pid), timeout=30, what="ffmpeg")
+    master.submit(live_spec(rtmp_receiver().url, seconds=1), attempt=2, job_id=job_id)
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="attempt 2's result")
+    assert result["attempt"] == 2
+    assert result["status"] == "completed"
+    assert not pid_alive(old_ffmpeg)
+    assert "attempt 1: dropped (superseded)" in worker.log()
