@@ -242,8 +242,9 @@ class Worker:
                 self._on_removed()
                 return
             except (MasterError, MasterUnavailableError) as exc:
-                log.warning("claim failed (%s); retrying in %.1fs", exc, delay)
-                self._stopping.wait(delay)
+                pause = max(delay, getattr(exc, "retry_after", None) or 0.0)
+                log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
+                self._stopping.wait(pause)
                 delay = min(delay * 2, 5.0)
                 continue
             if assignment is not None:

@@ -319,3 +319,18 @@ def test_a_new_attempt_of_a_running_job_replaces_the_old_one(
     assert result["status"] == "completed"
     assert not pid_alive(old_ffmpeg)
     assert "attempt 1: dropped (superseded)" in worker.log()
+
+
+def test_claims_back_off_for_the_retry_after_of_a_429(start_worker: WorkerFactory) -> None:
+    from tests.examples.fake_master import serve
+
+    master = FakeMaster(throttle_claims=2)
+    with serve(master.app) as url:
+        start_worker(url)
+        job_id = master.submit(batch_spec())
+        [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
+        assert result["status"] == "completed"
+        claims = master.of("/claim")
+        # the first two were refused with Retry-After: 1; the worker waited before each retry
+        assert claims[1].at - claims[0].at >= 0.95
+        assert claims[2].at - claims[1].at >= 0.95
