@@ -265,7 +265,11 @@ class SlowClipServer:
                         "more_body": True,
                     }
                 )
-                await asyncio.sleep(0.1)
+                # pace the stream; stop as soon as the reader goes away (ffmpeg killed)
+                with contextlib.suppress(TimeoutError):
+                    message = await asyncio.wait_for(receive(), timeout=0.1)
+                    if message["type"] == "http.disconnect":
+                        return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         self.app = app

@@ -204,19 +204,48 @@ def test_unknown_node_registers_again_and_removed_node_exits(
     assert "removed by an operator" in worker.log()
 
 
+def url_spec(url: str) -> dict[str, Any]:
+    return {
+        "scenario": "480p-h264",
+        "input": {"type": "url", "url": url},
+        "overrides": {"resolution": "320x240", "preset": "ultrafast"},
+    }
+
+
 def test_sigterm_lets_a_batch_job_finish_then_deregisters(
-    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    slow_clip: Callable[[float, float], str],
 ) -> None:
     master, url = fake_master
     worker = start_worker(url)
-    job_id = master.submit(batch_spec(seconds=3))
+    job_id = master.submit(url_spec(slow_clip(2, 4)))
     wait_until(lambda: master.of("/progress", job_id), timeout=60, what="first progress")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     [result] = master.results(job_id)
     assert result["status"] == "completed"
+    assert result["media_duration_s"] == pytest.approx(2.0, abs=1 / 25)
     [delete] = master.of("/nodes/w1")
     assert delete.at > master.of("/result", job_id)[0].at
+    # no new work was taken while draining
+    assert not [c for c in master.of("/claim") if c.at > master.of("/progress", job_id)[-1].at]
+
+
+def test_sigterm_hands_a_batch_job_back_when_the_grace_period_ends(
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    slow_clip: Callable[[float, float], str],
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url, "--grace", "0.5")
+    job_id = master.submit(url_spec(slow_clip(3, 20)))
+    wait_until(lambda: _ffmpeg_child(worker.pid), timeout=60, what="ffmpeg running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    [result] = master.results(job_id)
+    assert result["status"] == "handed_back"
+    assert master.of("/nodes/w1"), "deregistered"
 
 
 def test_sigterm_hands_a_live_job_back_at_once(
