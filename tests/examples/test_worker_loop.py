@@ -120,7 +120,19 @@ def test_progress_is_throttled_and_heartbeats_continue_while_ffmpeg_runs(
 
 
 def _ffmpeg_child(worker_pid: int) -> int:
-    return next(iter(children_of(worker_pid)), 0)
+    """The pid of the worker's transcoding ffmpeg (``-progress``), 0 while there is none.
+
+    Start-up probes such as ``ffmpeg -encoders`` are children too, but they run before the
+    worker installs its signal handlers: signalling the worker then would test nothing.
+    """
+    for pid in children_of(worker_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-progress" in argv:
+            return pid
+    return 0
 
 
 def test_superseded_attempt_kills_ffmpeg_and_sends_no_result(
