@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs = _watch(client, labels, args.timeout)
     except (RuntimeError, APIError, httpx.HTTPError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted: stopping everything", file=sys.stderr)
     finally:
         cluster.stop()
     received_size = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,11 +24,15 @@ __all__ = [
 class MasterError(Exception):
     """The master answered with an error status; ``error`` is its ``{"error": ...}`` text."""
 
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+    def __init__(
+        self, status: int, error: str, detail: Any = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"master answered {status}: {error}")
         self.status = status
         self.error = error
         self.detail = detail
+        #: seconds from a ``Retry-After`` header (429, 503), else ``None``
+        self.retry_after = retry_after
 
 
 class MasterUnavailableError(Exception):
@@ -123,13 +128,16 @@ class MasterClient:
         except (ValueError, AttributeError):
             error, detail = response.text[:200] or response.reason_phrase, None
         status = response.status_code
+        retry_after = None
+        with contextlib.suppress(ValueError):
+            retry_after = float(response.headers.get("retry-after", ""))
         if status == 404 and "/nodes/" in response.request.url.path:
             raise NodeUnknownError(status, error, detail)
         if status == 410:
             raise NodeRemovedError(status, error, detail)
         if status == 409:
             raise SupersededError(status, error, detail)
-        raise MasterError(status, error, detail)
+        raise MasterError(status, error, detail, retry_after)
 
     def register(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``POST /nodes/register``: returns heartbeat_interval and heartbeat_timeout."""

@@ -409,7 +409,7 @@ class JobRunner:
                     log.error("job %s: giving up on the result: %s", self.job_id, exc)
                     return
                 log.warning("job %s: result not delivered yet (%s); retrying", self.job_id, exc)
-                time.sleep(delay)
+                time.sleep(max(delay, getattr(exc, "retry_after", None) or 0.0))
                 delay = min(delay * 2, 5.0)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import ffrtmp_infra
 from examples.common.ffmpeg import find_ffmpeg
 from examples.worker.capacity import Capacity, default_labels, detect_capacity
 from examples.worker.client import (
@@ -41,7 +42,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("examples.worker")
 
-VERSION = "0.1.0"
+VERSION = ffrtmp_infra.__version__
 
 
 class Worker:
@@ -75,7 +76,7 @@ class Worker:
             request_hooks=[httpx_request_hook],
         )
         self.heartbeat_interval = 5.0
-        self.runners: dict[str, JobRunner] = {}
+        self.runners: dict[tuple[str, int], JobRunner] = {}  # by (job id, attempt)
         self.completed: list[JobRunner] = []
         self.exit_code = 0
         self._lock = threading.Lock()
@@ -186,10 +187,11 @@ class Worker:
                 with self._lock:
                     running = [r.running for r in self.runners.values()]
                 answer = self.client.heartbeat(self.node_id, running)
-                for job_id in answer.get("cancel") or ():
-                    runner = self.runners.get(job_id)
-                    if runner is not None:
-                        runner.stop("canceled")
+                canceled = set(answer.get("cancel") or ())
+                with self._lock:
+                    doomed = [r for r in self.runners.values() if r.job_id in canceled]
+                for runner in doomed:
+                    runner.stop("canceled")
             except NodeUnknownError:
                 log.warning("master does not know this node; registering again")
                 try:
@@ -240,12 +242,17 @@ class Worker:
                 self._on_removed()
                 return
             except (MasterError, MasterUnavailableError) as exc:
-                log.warning("claim failed (%s); retrying in %.1fs", exc, delay)
-                self._stopping.wait(delay)
+                pause = max(delay, getattr(exc, "retry_after", None) or 0.0)
+                log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
+                self._stopping.wait(pause)
                 delay = min(delay * 2, 5.0)
                 continue
             if assignment is not None:
-                self._start(assignment)
+                try:
+                    self._start(assignment)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A malformed assignment must not kill the claim loop.
+                    log.error("ignoring a malformed assignment (%r): %s", exc, assignment)
 
     def _start(self, assignment: dict[str, Any]) -> None:
         runner = JobRunner(
@@ -266,14 +273,22 @@ class Worker:
             runner.spec.get("scenario"),
         )
         with self._lock:
-            self.runners[runner.job_id] = runner
+            older = [r for r in self.runners.values() if r.job_id == runner.job_id]
+            self.runners[(runner.job_id, runner.attempt)] = runner
+        for old in older:
+            # A new attempt of a job we still run means ours was superseded (say the master
+            # restarted before our first report). Stop it before the new one reuses its
+            # output directory.
+            old.stop("superseded")
+            old.join(timeout=30)
         if self._stopping.is_set():
             runner.hand_back()  # claimed while stopping: give it straight back
         runner.start()
 
     def _runner_done(self, runner: JobRunner) -> None:
         with self._slot_freed:
-            self.runners.pop(runner.job_id, None)
+            if self.runners.get((runner.job_id, runner.attempt)) is runner:
+                del self.runners[(runner.job_id, runner.attempt)]
             self.completed.append(runner)
             self._slot_freed.notify_all()
 

@@ -60,7 +60,7 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
             "--ram-gb",
             "4",
             "--claim-wait",
-            "2",
+            "1",
             "--progress-interval",
             "0.25",
             "--log-level",
@@ -77,6 +77,8 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
         return process
 
     yield start
+    for process in started:  # all at once: each drains and deregisters in parallel
+        process.signal(signal.SIGTERM)
     for process in started:
         process.stop()
 
@@ -263,7 +265,11 @@ class SlowClipServer:
                         "more_body": True,
                     }
                 )
-                await asyncio.sleep(0.1)
+                # pace the stream; stop as soon as the reader goes away (ffmpeg killed)
+                with contextlib.suppress(TimeoutError):
+                    message = await asyncio.wait_for(receive(), timeout=0.1)
+                    if message["type"] == "http.disconnect":
+                        return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         self.app = app

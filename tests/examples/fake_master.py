@@ -50,6 +50,7 @@ class FakeMaster:
     superseded: set[str] = field(default_factory=set)
     canceled: set[str] = field(default_factory=set)
     cancel_on_heartbeat: set[str] = field(default_factory=set)
+    throttle_claims: int = 0
     forget_nodes: bool = False
     removed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -147,6 +148,11 @@ class FakeMaster:
         denied = await self._record(request)
         if denied:
             return denied
+        if self.throttle_claims > 0:
+            self.throttle_claims -= 1
+            return JSONResponse(
+                {"error": "rate limited"}, status_code=429, headers={"Retry-After": "1"}
+            )
         wait = float(self.calls[-1].body.get("wait", 0))
         deadline = time.monotonic() + min(wait, 30.0)
         while True:

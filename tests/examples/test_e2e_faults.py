@@ -58,7 +58,7 @@ def test_kill_9_mid_transcode_requeues_to_the_other_worker_and_marks_the_node_of
 ) -> None:
     master = start_master()
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
-    url = slow_clip(3, 6)
+    url = slow_clip(3, 5)
     with master.client() as api:
         wait_until(lambda: both_online(api), timeout=60, what="two workers")
         job_id = api.submit(slow_spec(url))["id"]
@@ -82,7 +82,7 @@ def test_a_frozen_worker_that_comes_back_cannot_complete_the_reassigned_job(
 ) -> None:
     master = start_master()
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
-    url = slow_clip(3, 6)
+    url = slow_clip(3, 5)
     with master.client() as api:
         wait_until(lambda: both_online(api), timeout=60, what="two workers")
         job_id = api.submit(slow_spec(url))["id"]

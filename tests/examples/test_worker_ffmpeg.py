@@ -415,3 +415,39 @@ def test_find_ffmpeg_runs_in_a_clean_subprocess() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert Path(done.stdout.strip()).is_file()
+
+
+def _after(argv: tuple[str, ...], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_presets_map_onto_each_encoders_own_scale(tmp_path: Path) -> None:
+    nvenc = build_command(
+        SCENARIOS["1080p-h264-nvenc"],
+        {"scenario": "1080p-h264-nvenc", "input": dict(TINY), "overrides": {"preset": "veryfast"}},
+        ffmpeg="ffmpeg",
+        job_id="n",
+        output_dir=tmp_path,
+    ).argv
+    assert _after(nvenc, "-c:v") == "h264_nvenc"
+    assert _after(nvenc, "-preset") == "p2"
+    assert _after(nvenc, "-b:v") == "6000000"
+    av1 = build_command(
+        SCENARIOS["720p-av1"],
+        {"scenario": "720p-av1", "input": dict(TINY), "overrides": {"preset": "medium"}},
+        ffmpeg="ffmpeg",
+        job_id="a",
+        output_dir=tmp_path,
+    ).argv
+    assert _after(av1, "-c:v") == "libsvtav1"
+    assert _after(av1, "-preset") == "6"
+    assert _after(av1, "-crf") == "35"
+
+
+def test_live_push_is_real_time_and_cbr(tmp_path: Path) -> None:
+    spec = _spec("live-rtmp", output={"url": "rtmp://127.0.0.1/live/k"})
+    argv = build_command(SCENARIOS["live-rtmp"], spec, ffmpeg="ffmpeg", job_id="l").argv
+    assert argv.count("-re") == 2  # both generated inputs are paced
+    assert _after(argv, "-tune") == "zerolatency"
+    assert _after(argv, "-b:v") == _after(argv, "-maxrate") == "2500000"
+    assert argv[-3:] == ("-f", "flv", "rtmp://127.0.0.1/live/k")

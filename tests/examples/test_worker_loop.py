@@ -120,7 +120,19 @@ def test_progress_is_throttled_and_heartbeats_continue_while_ffmpeg_runs(
 
 
 def _ffmpeg_child(worker_pid: int) -> int:
-    return next(iter(children_of(worker_pid)), 0)
+    """The pid of the worker's transcoding ffmpeg (``-progress``), 0 while there is none.
+
+    Start-up probes such as ``ffmpeg -encoders`` are children too, but they run before the
+    worker installs its signal handlers: signalling the worker then would test nothing.
+    """
+    for pid in children_of(worker_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-progress" in argv:
+            return pid
+    return 0
 
 
 def test_superseded_attempt_kills_ffmpeg_and_sends_no_result(
@@ -204,19 +216,48 @@ def test_unknown_node_registers_again_and_removed_node_exits(
     assert "removed by an operator" in worker.log()
 
 
+def url_spec(url: str) -> dict[str, Any]:
+    return {
+        "scenario": "480p-h264",
+        "input": {"type": "url", "url": url},
+        "overrides": {"resolution": "320x240", "preset": "ultrafast"},
+    }
+
+
 def test_sigterm_lets_a_batch_job_finish_then_deregisters(
-    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    slow_clip: Callable[[float, float], str],
 ) -> None:
     master, url = fake_master
     worker = start_worker(url)
-    job_id = master.submit(batch_spec(seconds=3))
+    job_id = master.submit(url_spec(slow_clip(2, 4)))
     wait_until(lambda: master.of("/progress", job_id), timeout=60, what="first progress")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     [result] = master.results(job_id)
     assert result["status"] == "completed"
+    assert result["media_duration_s"] == pytest.approx(2.0, abs=1 / 25)
     [delete] = master.of("/nodes/w1")
     assert delete.at > master.of("/result", job_id)[0].at
+    # no new work was taken while draining
+    assert not [c for c in master.of("/claim") if c.at > master.of("/progress", job_id)[-1].at]
+
+
+def test_sigterm_hands_a_batch_job_back_when_the_grace_period_ends(
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    slow_clip: Callable[[float, float], str],
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url, "--grace", "0.5")
+    job_id = master.submit(url_spec(slow_clip(3, 20)))
+    wait_until(lambda: _ffmpeg_child(worker.pid), timeout=60, what="ffmpeg running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    [result] = master.results(job_id)
+    assert result["status"] == "handed_back"
+    assert master.of("/nodes/w1"), "deregistered"
 
 
 def test_sigterm_hands_a_live_job_back_at_once(
@@ -288,3 +329,49 @@ def test_max_jobs_caps_concurrent_claims(
     [result] = wait_until(lambda: master.results(second), timeout=60, what="the second job")
     assert result["status"] == "completed"
     assert master.of("/result", first)[0].at <= master.of("/progress", second)[0].at
+
+
+def test_a_malformed_assignment_is_ignored_and_claiming_goes_on(
+    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url)
+    with master.lock:
+        master.pending.append({"job_id": "no-attempt"})
+    job_id = master.submit(batch_spec())
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the next result")
+    assert result["status"] == "completed"
+    assert "ignoring a malformed assignment" in worker.log()
+
+
+def test_a_new_attempt_of_a_running_job_replaces_the_old_one(
+    fake_master: tuple[FakeMaster, str],
+    start_worker: WorkerFactory,
+    rtmp_receiver: Callable[[], RTMPReceiver],
+) -> None:
+    master, url = fake_master
+    worker = start_worker(url)
+    job_id = master.submit(live_spec(rtmp_receiver().url, seconds=30))
+    wait_until(lambda: master.of("/progress", job_id), timeout=60, what="attempt 1 running")
+    old_ffmpeg = wait_until(lambda: _ffmpeg_child(worker.pid), timeout=30, what="ffmpeg")
+    master.submit(live_spec(rtmp_receiver().url, seconds=1), attempt=2, job_id=job_id)
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="attempt 2's result")
+    assert result["attempt"] == 2
+    assert result["status"] == "completed"
+    assert not pid_alive(old_ffmpeg)
+    assert "attempt 1: dropped (superseded)" in worker.log()
+
+
+def test_claims_back_off_for_the_retry_after_of_a_429(start_worker: WorkerFactory) -> None:
+    from tests.examples.fake_master import serve
+
+    master = FakeMaster(throttle_claims=2)
+    with serve(master.app) as url:
+        start_worker(url)
+        job_id = master.submit(batch_spec())
+        [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
+        assert result["status"] == "completed"
+        claims = master.of("/claim")
+        # the first two were refused with Retry-After: 1; the worker waited before each retry
+        assert claims[1].at - claims[0].at >= 0.95
+        assert claims[2].at - claims[1].at >= 0.95

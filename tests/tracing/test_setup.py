@@ -187,3 +187,15 @@ def test_explicit_enabled_with_sdk_disabled_env_warns(
     with trace.get_tracer("t").start_as_current_span("x") as span:
         assert not span.is_recording()
     handle.shutdown()
+
+
+@pytest.mark.timeout(6)  # without the bound, shutdown retries for about 8 s
+def test_shutdown_gives_up_on_an_unreachable_collector(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.services import free_port
+
+    handle = init_tracer(TracingConfig(otlp_endpoint=f"127.0.0.1:{free_port()}"))
+    trace.get_tracer("test").start_span("lost").end()
+    with caplog.at_level(logging.WARNING, logger="ffrtmp_infra.tracing"):
+        handle.shutdown(timeout=0.5)
+    assert "spans were not exported within 0.5s" in caplog.text
+    assert "127.0.0.1" in caplog.text

@@ -43,11 +43,13 @@ class TracingHandle:
         enabled: bool,
         owned: bool,
         config: TracingConfig,
+        exporter: SpanExporter | None = None,
     ) -> None:
         self.provider = provider
         self.enabled = enabled
         self.owned = owned
         self.config = config
+        self._exporter = exporter
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -58,14 +60,41 @@ class TracingHandle:
             return True
         return self.provider.force_flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        """Flush pending spans and stop the exporter. Safe to call more than once."""
+    def shutdown(self, timeout: float | None = 3.0) -> None:
+        """Flush pending spans and stop the exporter. Safe to call more than once.
+
+        With an unreachable collector the OTLP exporter keeps retrying for its
+        whole ``export_timeout`` (10 s by default), which would hold up the
+        process's exit. After ``timeout`` seconds the exporter is stopped,
+        abandoning what is left, with a warning (``None`` waits as long as the
+        exporter wants).
+        """
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-        if self.owned and isinstance(self.provider, TracerProvider):
+        if not self.owned or not isinstance(self.provider, TracerProvider):
+            return
+        timer = None
+        if timeout is not None and self._exporter is not None:
+            timer = threading.Timer(timeout, self._abandon_export, args=(timeout,))
+            timer.daemon = True
+            timer.start()
+        try:
             self.provider.shutdown()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _abandon_export(self, timeout: float) -> None:
+        _log.warning(
+            "tracing shutdown: spans were not exported within %ss (is the collector at %s "
+            "reachable?); stopping the exporter and dropping them",
+            timeout,
+            self.config.traces_endpoint or "the default endpoint",
+        )
+        if self._exporter is not None:
+            self._exporter.shutdown()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("enabled" if self.enabled else "disabled")
@@ -193,9 +222,17 @@ def init_tracer(
                 "enabled=True but OTEL_SDK_DISABLED=true: the SDK makes every tracer a no-op, "
                 "so no spans will be recorded"
             )
+        if span_processor is None and exporter is None:
+            exporter = _exporter(config)
         provider = build_tracer_provider(config, exporter=exporter, span_processor=span_processor)
         trace.set_tracer_provider(provider)
-        _active = TracingHandle(provider, enabled=True, owned=True, config=config)
+        _active = TracingHandle(
+            provider,
+            enabled=True,
+            owned=True,
+            config=config,
+            exporter=exporter if span_processor is None else None,
+        )
         return _active
 
 
