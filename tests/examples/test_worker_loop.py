@@ -120,7 +120,14 @@ def test_progress_is_throttled_and_heartbeats_continue_while_ffmpeg_runs(
 
 
 def _ffmpeg_child(worker_pid: int) -> int:
-    return next(iter(children_of(worker_pid)), 0)
+    """The pid of the worker's transcoding ffmpeg (not a capacity-detection run), or 0."""
+    for pid in children_of(worker_pid):
+        try:
+            if b"-progress" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return 0
 
 
 def test_superseded_attempt_kills_ffmpeg_and_sends_no_result(
@@ -240,7 +247,7 @@ def test_sigterm_hands_a_batch_job_back_when_the_grace_period_ends(
     master, url = fake_master
     worker = start_worker(url, "--grace", "0.5")
     job_id = master.submit(url_spec(slow_clip(3, 20)))
-    wait_until(lambda: _ffmpeg_child(worker.pid), timeout=60, what="ffmpeg running")
+    wait_until(lambda: "ffmpeg started" in worker.log(), timeout=60, what="ffmpeg running")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     [result] = master.results(job_id)
