@@ -202,10 +202,10 @@ def _heterogeneous(quick: bool) -> Table:
         ours_us = _median_us(ours, 20 if quick else 60)
         table.add(scorer, f"{ours_us:,.0f}", f"{port_us:,.0f}", f"{port_us / ours_us:.2f}x")
     table.notes.append(
-        "Almost every node sits in its own bucket here, so the index pays its per-bucket "
-        "overhead on every node: binpack and spread still stop early, balanced visits every "
-        "bucket and is slower than a plain scan. Real clusters have few node sizes and jobs "
-        "of a few sizes; this row shows where that assumption stops holding."
+        "Almost every node sits in its own bucket here: binpack and spread still stop early, "
+        "balanced (which cannot) falls back to a node-by-node pass per shape and runs at "
+        "about the speed of a plain scan. Real clusters have few node sizes and jobs of a "
+        "few sizes; this table shows where that assumption stops holding."
     )
     return table
 

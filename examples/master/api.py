@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from examples.common.scenarios import SCENARIOS
 from examples.common.spec import QUEUES, SpecError, validate_spec
 from examples.master import wire
 from examples.master.auth import Authenticator
@@ -183,6 +184,10 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def retry_job(request: Request) -> Response:
         return JSONResponse(job_json(scheduler.retry(request.path_params["job_id"])))
 
+    async def list_scenarios(request: Request) -> Response:
+        scenarios = [SCENARIOS[name].to_dict() for name in sorted(SCENARIOS)]
+        return JSONResponse({"scenarios": scenarios})
+
     async def list_nodes(request: Request) -> Response:
         states = [
             scheduler.node(r.id) for r in scheduler.store.list_nodes() if r.status != "removed"
@@ -248,6 +253,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/jobs/{job_id}/retry", guarded(submitter, retry_job), methods=["POST"]),
         Route("/jobs/{job_id}/progress", guarded(worker, progress), methods=["POST"]),
         Route("/jobs/{job_id}/result", guarded(worker, result), methods=["POST"]),
+        Route("/scenarios", guarded(submitter, list_scenarios), methods=["GET"]),
         Route("/nodes", guarded(submitter, list_nodes), methods=["GET"]),
         Route("/nodes/register", guarded(worker, register), methods=["POST"]),
         Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),

@@ -396,18 +396,16 @@ class Scheduler:
             ]
             for active in lost:
                 self._lose(active, "worker no longer reports the job")
-            for job_id, _ in reported:
-                if job_id in state.cancels or (
-                    job_id not in self.active and self._is_canceled(job_id)
-                ):
+            for job_id, _attempt in reported:
+                current = self.active.get(job_id)
+                if current is None or current.node_id != node_id:
+                    # Canceled, finished, or reassigned elsewhere while this worker was away:
+                    # stop it. (Notices name jobs, not attempts, so a newer attempt of the job
+                    # on this same node is left alone; the old one gets 409 on its reports.)
                     state.cancels.add(job_id)
         cancels = sorted(state.cancels)
         state.cancels.clear()
         return {"status": "online", "cancel": cancels}
-
-    def _is_canceled(self, job_id: str) -> bool:
-        job = self.store.get_job(job_id)
-        return job is not None and job.status == "canceled"
 
     def remove_node(self, node_id: str) -> list[str]:
         """Drain and remove a node; its active jobs are requeued. Returns their ids."""

@@ -319,3 +319,11 @@ def test_restart_recovers_jobs_and_accepts_the_running_attempt(tmp_path: Path) -
         )
     finally:
         second.close()
+
+
+def test_scenarios_lists_the_registry_with_resources(master: Master) -> None:
+    scenarios = master.client.get("/scenarios", headers=SUBMIT).json()["scenarios"]
+    by_name = {s["name"]: s for s in scenarios}
+    assert {"480p-h264", "720p-h264", "1080p-h264", "720p-h265", "720p-av1"} <= set(by_name)
+    assert by_name["1080p-h264-nvenc"]["resources"]["gpu"] == 1
+    assert master.client.get("/scenarios").status_code == 401

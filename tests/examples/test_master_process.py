@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ API_KEY = "submitter-key-0123456789abcdef"
 
 
 @contextmanager
-def master_process(db: Path, *extra: str) -> Iterator[str]:
+def master_process(db: Path, *extra: str, verify: str | bool = True) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100", "FFRTMP_API_KEY": API_KEY}
     env["FFRTMP_WORKER_KEY"] = WORKER_KEY
@@ -32,14 +33,15 @@ def master_process(db: Path, *extra: str) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if "--tls-auto" in extra or "--tls-cert" in extra else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
                     break
-            except httpx.TransportError:
+            except (httpx.TransportError, ssl.SSLError):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 output = proc.communicate(timeout=5)[0] if proc.poll() is not None else ""
@@ -159,3 +161,16 @@ def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
         again = httpx.get(f"{url}/jobs/{job['id']}", headers=submit).json()
     assert again["status"] == "queued"
     assert again["id"] == job["id"]
+
+
+def test_tls_auto_generates_certificates_and_serves_https(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    # The CA does not exist before the master writes it: poll for readiness unverified,
+    # then check the served certificate against the generated CA.
+    with master_process(tmp_path / "m.db", "--tls-auto", str(certs), verify=False) as url:
+        assert url.startswith("https://")
+        assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
+        trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        assert httpx.get(f"{url}/health", verify=trusted).status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", verify=ssl.create_default_context())  # unknown CA

@@ -310,3 +310,22 @@ def test_worker_that_forgot_a_job_gets_it_requeued(tmp_path: Path) -> None:
     s.heartbeat("n1", [])
     record = s.get_job(job)
     assert (record.status, record.failures) == ("queued", 0)
+
+
+def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "frozen")
+    job = _submit(s)
+    first = _run(s, job, "frozen")
+    _register(s, "other")
+    clock.advance(4)
+    s.heartbeat("other", [])
+    s.check_timeouts()  # "frozen" went silent: offline, job requeued and placed on "other"
+    s.place()
+    assert s.get_job(job).node_id == "other"
+    _register(s, "frozen")  # it wakes up, re-registers and reports its old attempt
+    answer = s.heartbeat("frozen", [{"job_id": job, "attempt": first}])
+    assert answer["cancel"] == [job]
+    current = s.get_job(job).attempt
+    assert s.heartbeat("other", [{"job_id": job, "attempt": current}])["cancel"] == []

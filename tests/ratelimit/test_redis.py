@@ -282,3 +282,29 @@ def test_script_is_reloaded_after_the_server_forgets_it(redis_url: str, redis_se
         return (await limiter.ahit("x")).storage_error
 
     assert asyncio.run(async_after_flush()) is False
+
+
+def test_the_storage_password_never_appears_in_repr_or_logs(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = private_redis.url.replace("redis://", "redis://:s3cret-pw@")
+    private_redis.kill()
+    limiter = Limiter(1, 1, storage=url, failure="open")
+    with caplog.at_level(logging.WARNING, logger="ffrtmp_infra.ratelimit"):
+        assert limiter.hit("k").storage_error
+    assert "s3cret-pw" not in repr(limiter)
+    assert caplog.records
+    assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+
+
+def test_under_real_uvicorn_the_async_redis_path_limits_and_reports(redis_url: str) -> None:
+    from tests.support.servers import serve_asgi
+
+    app = starlette_app()
+    app.add_middleware(RateLimitMiddleware, limiter=Limiter(0.5, 2, storage=redis_url, name="api"))
+    with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
+        responses = [client.get("/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert responses[0].headers["ratelimit-policy"] == '"api";q=2;w=4'
+    assert responses[1].headers["ratelimit"] == '"api";r=0;t=2'
+    assert responses[2].headers["retry-after"] == "2"

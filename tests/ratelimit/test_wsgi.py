@@ -106,7 +106,7 @@ class _QuietHandler(WSGIRequestHandler):
 def wsgi_server() -> Iterator[tuple[str, Any]]:
     app = WSGIRateLimitMiddleware(wsgi_app, limiter=Limiter(10, 2, clock=FakeClock()))
     server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}", app
     server.shutdown()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import warnings
 
 import pytest
 
@@ -50,7 +52,12 @@ async def _exercise(manager: ResourceManager) -> None:
 
 def test_async_twins_behave_like_the_sync_methods(make_manager: MakeManager) -> None:
     manager = make_manager()
-    asyncio.run(_exercise(manager))
+
+    async def main() -> None:
+        await _exercise(manager)
+        await manager.aclose()  # closes the asyncio client on the loop that opened it
+
+    asyncio.run(main())
 
 
 @pytest.mark.redis
@@ -78,3 +85,26 @@ def test_async_twins_on_an_asyncio_client_never_touch_a_sync_client(
         await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.redis
+def test_a_url_backend_works_across_event_loops(redis_server: RedisServer) -> None:
+    # asyncio.run() twice (or one loop per test) must not reuse the first loop's sockets.
+    manager = ResourceManager(RedisBackend(redis_server.url, prefix=f"loops-{uuid.uuid4().hex}"))
+
+    async def first() -> str:
+        await manager.aregister_node("n", cpu=2)
+        return (await manager.areserve_any("j", cpu=1)).node_id
+
+    async def second() -> object:
+        released = await manager.arelease("j")
+        await manager.aclose()
+        return released
+
+    assert asyncio.run(first()) == "n"
+    assert asyncio.run(second()) is not None
+    # The first loop's client was left open on purpose (that loop is gone); collect it
+    # here rather than let its ResourceWarning land in some later test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

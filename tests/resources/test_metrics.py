@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from ffrtmp_infra.resources import InsufficientResourcesError
+from ffrtmp_infra.resources import InsufficientResourcesError, RedisBackend, ResourceManager
+from tests.support.redis_server import RedisServer
 
 from .conftest import MakeManager
 
@@ -16,7 +19,8 @@ from .conftest import MakeManager
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     data = reader.get_metrics_data()
     out: dict[str, list[Any]] = {}
-    assert data is not None
+    if data is None:  # nothing observed at all
+        return out
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
@@ -53,5 +57,24 @@ def test_utilisation_and_reservation_counts(make_manager: MakeManager) -> None:
     assert active == {"n1": 1}
     alloc = {p.attributes["resource"]: p.value for p in points["ffrtmp.resources.allocatable"]}
     assert alloc == {"cpu": 4000, "ram": 8192, "gpu": 2, "nvenc": 4}
+    manager.close()
+    provider.shutdown()
+
+
+@pytest.mark.redis
+def test_metrics_skip_a_collection_while_redis_is_down(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    manager = ResourceManager(RedisBackend(private_redis.url, prefix="m"), meter_provider=provider)
+    manager.register_node("n1", cpu=4)
+    assert "ffrtmp.resources.utilization" in _points(reader)
+    private_redis.kill()
+    time.sleep(0.6)  # past the snapshot cache
+    with caplog.at_level(logging.WARNING):
+        points = _points(reader)
+    assert all(not p for p in points.values())  # nothing observed...
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # ...nothing raised
     manager.close()
     provider.shutdown()

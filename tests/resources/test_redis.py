@@ -15,8 +15,8 @@ import pytest
 from ffrtmp_infra.resources import (
     BackendUnavailableError,
     InvalidAmountError,
-    NoNodeAvailableError,
     RedisBackend,
+    ResourceError,
     ResourceManager,
 )
 from tests.support.redis_server import RedisServer
@@ -179,43 +179,68 @@ def test_a_dead_redis_is_a_clear_error_and_recovery_needs_no_restart(
     manager.close()
 
 
+SHAPES = [(8, 16, 0, 0), (16, 32, 2, 4), (4, 8, 0, 0), (3, 5, 1, 2)]
+
+
+@pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("scorer", ["binpack", "spread", "balanced"])
-def test_redis_scripts_place_exactly_like_the_memory_index(
-    redis_server: RedisServer, scorer: str
+def test_redis_scripts_behave_exactly_like_the_memory_backend(
+    redis_server: RedisServer, scorer: str, seed: int
 ) -> None:
+    """Random workloads (reserve, reserve_any with selectors/exclusions/extended
+    resources, release, drain, shrinking re-registration) give identical results."""
     import random
 
-    rnd = random.Random(scorer)
+    rnd = random.Random(f"{scorer}{seed}")
     memory = ResourceManager(scorer=scorer)
     redis_ = ResourceManager(
         RedisBackend(redis_server.url, prefix=f"eq-{uuid.uuid4().hex}"), scorer=scorer
     )
-    shapes = [(8, 16, 0), (16, 32, 2), (4, 8, 0), (3, 5, 1)]
-    for i in range(60):
-        c, r, g = shapes[i % len(shapes)]
-        for m in (memory, redis_):
-            m.register_node(f"n{i:02}", cpu=c, ram_gb=r, gpu=g, labels={"pool": "ab"[i % 2]})
-    live: list[str] = []
-    for step in range(300):
-        if live and rnd.random() < 0.4:
-            job = live.pop(rnd.randrange(len(live)))
-            assert memory.release(job) == redis_.release(job)
-            continue
-        request = {
-            "cpu": rnd.choice(["250m", 1, 1.5, 3]),
-            "ram_gb": rnd.choice([0, "512Mi", 1, 3]),
-            "gpu": rnd.choice([0, 0, 1]),
-        }
-        selector = {"pool": "a"} if rnd.random() < 0.2 else None
+
+    def both(method: str, *args: Any, **kwargs: Any) -> object:
         outcomes = []
         for m in (memory, redis_):
             try:
-                outcomes.append(m.reserve_any(f"j{step}", selector=selector, **request))
-            except NoNodeAvailableError:
-                outcomes.append(None)
-        assert outcomes[0] == outcomes[1], step
-        if outcomes[0] is not None:
-            live.append(f"j{step}")
-        assert memory.get_available_nodes(cpu=1) == redis_.get_available_nodes(cpu=1)
-    assert memory.snapshot().nodes == redis_.snapshot().nodes
+                outcomes.append(getattr(m, method)(*args, **kwargs))
+            except ResourceError as exc:
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+        assert outcomes[0] == outcomes[1]
+        return outcomes[0]
+
+    def register(node: str, shape: tuple[int, int, int, int], pool: str) -> None:
+        c, r, g, nv = shape
+        both("register_node", node, cpu=c, ram_gb=r, gpu=g, extended={"nv": nv},
+             labels={"pool": pool})  # fmt: skip
+
+    for i in range(40):
+        register(f"n{i:02}", SHAPES[i % 4], "ab"[i % 2])
+    live: list[str] = []
+    for step in range(300):
+        roll, node = rnd.random(), f"n{rnd.randrange(40):02}"
+        if live and roll < 0.35:
+            both("release", live.pop(rnd.randrange(len(live))))
+            continue
+        if roll < 0.4:
+            both("drain" if rnd.random() < 0.5 else "undrain", node)
+            continue
+        if roll < 0.43:
+            register(node, rnd.choice(SHAPES), rnd.choice("ab"))
+            continue
+        request: dict[str, Any] = {
+            "cpu": rnd.choice(["250m", 1, 1.5, 3, 0]),
+            "ram_gb": rnd.choice([0, "512Mi", 1, 3]),
+            "gpu": rnd.choice([0, 0, 1]),
+            "extended": {"nv": rnd.choice([0, 0, 1, 2])},
+        }
+        job = f"j{step}"
+        if rnd.random() < 0.3:
+            outcome = both("reserve", job, node, **request)
+        else:
+            selector = {"pool": "a"} if rnd.random() < 0.2 else None
+            exclude = [f"n{rnd.randrange(40):02}" for _ in range(rnd.randrange(3))]
+            outcome = both("reserve_any", job, selector=selector, exclude=exclude, **request)
+        if not isinstance(outcome, str):
+            live.append(job)
+        both("get_available_nodes", cpu=1, extended={"nv": 1})
+    assert memory.snapshot() == redis_.snapshot()
     redis_.close()

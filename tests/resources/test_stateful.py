@@ -35,7 +35,9 @@ def _fits(manager: ResourceManager, node_id: str, cpu: int, ram: int, gpu: int, 
         and cpu <= a.cpu_milli - u.cpu_milli
         and ram <= a.ram_mib - u.ram_mib
         and gpu <= a.gpu - u.gpu
-        and nv <= a.extended.get("nvenc", 0) - u.extended.get("nvenc", 0)
+        # An extended resource is only checked when requested (zero amounts are dropped);
+        # CPU, RAM and GPU always are, so a node shrunk below its use takes nothing new.
+        and (nv == 0 or nv <= a.extended.get("nvenc", 0) - u.extended.get("nvenc", 0))
     )
 
 
@@ -124,6 +126,9 @@ class LedgerMachine(RuleBasedStateMachine):
             if node is None or within_allocatable(node):
                 self.shrunk.discard(node_id)
         check_invariants(snapshot, self.shrunk)
+
+    def teardown(self) -> None:
+        self.manager.close()  # one Redis connection per example, not hundreds at once
 
     @staticmethod
     def _units(cpu: Any, ram: Any, gpu: int, nv: int) -> tuple[int, int, int, int]:

@@ -72,15 +72,15 @@ class RateLimitMiddleware:
             and not engine.key_is_async
             else None
         )
+        ip_key = engine.client_ip_key
         self._fast_key: Callable[[Any], Any] | None = None
         if self._fast_limiter is not None:
-            ip_key = engine.client_ip_key
             if ip_key is not None:
                 self._fast_key = ip_key.from_scope
             else:
                 key_fn = engine.key
                 self._fast_key = lambda scope: key_fn(RequestInfo.from_scope(scope))
-        ip_key = engine.client_ip_key
+        # The hottest path: that limiter is a token bucket (no Decision objects needed).
         self._bucket = self._fast_limiter if isinstance(self._fast_limiter, Limiter) else None
         self._plain_ip = ip_key is not None and not ip_key.trusted_proxies
         self._ip_key: Callable[[Any], str] = ip_key.from_scope if ip_key is not None else str
@@ -118,14 +118,15 @@ class RateLimitMiddleware:
                     cached if cached is not None else self._writer.for_state(bucket, code)
                 )
 
-                async def send_with_state(message: Message) -> None:
+                # A plain function returning send's awaitable: no extra coroutine per message.
+                def send_with_state(message: Message) -> Awaitable[None]:
                     if message["type"] == "http.response.start":
                         headers = message.get("headers")
                         if type(headers) is list:
                             message["headers"] = headers + extra
                         else:
                             message["headers"] = [*(headers or ()), *extra]
-                    await send(message)
+                    return send(message)
 
                 await self.app(scope, receive, send_with_state)
                 return
@@ -145,10 +146,10 @@ class RateLimitMiddleware:
                     await self.app(scope, receive, send)
                     return
 
-                async def send_with_headers(message: Message) -> None:
+                def send_with_headers(message: Message) -> Awaitable[None]:
                     if message["type"] == "http.response.start":
                         message["headers"] = [*message.get("headers", ()), *extra]
-                    await send(message)
+                    return send(message)
 
                 await self.app(scope, receive, send_with_headers)
                 return
@@ -184,10 +185,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
 

@@ -11,7 +11,7 @@ from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError
 from ffrtmp_infra.ratelimit._headers import HeaderMode, HeaderWriter
 from ffrtmp_infra.ratelimit._keys import ClientIP, KeyFunction, RequestInfo, client_ip
-from ffrtmp_infra.ratelimit._limiter import Limiter, ahit_together, hit_together
+from ffrtmp_infra.ratelimit._limiter import Limiter
 from ffrtmp_infra.ratelimit._rules import Rule, is_async_callable
 from ffrtmp_infra.ratelimit._window import WindowLimiter
 
@@ -180,3 +180,73 @@ class Engine:
         for _, _, _, decision in outcomes:
             if not decision.allowed:
                 _metrics.decision(decision.policy, outcome)
+
+
+# ---------------------------------------------------------------- one script for several limits
+def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[bytes]] | None:
+    """The shared backend, keys and script arguments, when ``items`` fit one script call."""
+    first = items[0][0]
+    remote = getattr(first, "_remote", None)
+    if len(items) < 2 or remote is None or remote.cluster:
+        return None
+    keys: list[str] = []
+    args: list[bytes] = []
+    for limiter, key, cost in items:
+        if (
+            not isinstance(limiter, Limiter)
+            or limiter._remote is not remote
+            or limiter._down_until
+            or not 0 <= cost <= limiter.burst
+        ):
+            return None
+        keys.append(limiter._key_prefix + key)
+        args += [str(cost).encode(), limiter._args[1], limiter._args[2]]
+    return remote, keys, args
+
+
+def _decisions(items: list[tuple[Any, str, int]], reply: list[int]) -> list[Decision]:
+    allowed = bool(reply[0])
+    out = []
+    for i, (limiter, _, _) in enumerate(items):
+        remaining, retry_us, reset_us = reply[1 + 3 * i : 4 + 3 * i]
+        out.append(
+            Decision(
+                allowed or retry_us <= 0,
+                limiter.burst,
+                int(remaining),
+                retry_us / 1e6,
+                reset_us / 1e6,
+                limiter.name,
+            )
+        )
+    return out
+
+
+def hit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
+    """Decide several token buckets on one Redis in one atomic script call.
+
+    Returns ``None`` when they do not share a (non-cluster) backend or the call
+    failed; the caller then decides them one by one, applying failure policies.
+    """
+    plan = _together(items)
+    if plan is None:
+        return None
+    remote, keys, args = plan
+    try:
+        reply = remote.run(keys, args)
+    except remote.errors:
+        return None
+    return _decisions(items, reply)
+
+
+async def ahit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
+    """:func:`hit_together` for async code."""
+    plan = _together(items)
+    if plan is None:
+        return None
+    remote, keys, args = plan
+    try:
+        reply = await remote.arun(keys, args)
+    except remote.errors:
+        return None
+    return _decisions(items, reply)

@@ -14,7 +14,7 @@ from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError, StorageUnavailableError
 from ffrtmp_infra.ratelimit._table import BucketTable, key_hash
 
-__all__ = ["Failure", "Limiter", "ahit_together", "hit_together"]
+__all__ = ["Failure", "Limiter"]
 
 logger = logging.getLogger("ffrtmp_infra.ratelimit")
 
@@ -115,9 +115,15 @@ class Limiter:
         # flat arrays: memory per key does not depend on the key's length.
         self._table = BucketTable(max_keys)
         self._lock = threading.Lock()
+        self._hot = (self.interval, self.tolerance, self._lock, self._table)  # for _admit
         self._key_prefix = f"{key_prefix}:{self.name}:"
         self._interval_us = self.interval * 1e6
-        self._args: list[float | int] = [1, self._interval_us, self.tolerance * 1e6]
+        # Script arguments pre-encoded once: redis-py sends bytes as they are.
+        self._args: list[bytes] = [
+            b"1",
+            repr(self._interval_us).encode(),
+            repr(self.tolerance * 1e6).encode(),
+        ]
         self._down_until = 0.0
         self._failed_decisions = 0
         self._last_log = -math.inf
@@ -274,26 +280,28 @@ class Limiter:
         until the next unit (draft-10 ``t``) or until full (``legacy``).
         """
         now = self.clock()
-        interval = self.interval
-        tolerance = self.tolerance
+        interval, tolerance, lock, table = self._hot
         slot_key = hash(key) or 1
-        with self._lock:
-            table = self._table
+        with lock:
             keys = table.keys
+            tats = table.tats
             mask = table.mask
             i = slot_key & mask
             found = keys[i]
             while found != slot_key and found != 0:  # BucketTable.find, inlined
                 i = (i + 1) & mask
                 found = keys[i]
-            tat = table.tats[i] if found else now
-            if tat < now:
+            if found:
+                tat = tats[i]
+                if tat < now:
+                    tat = now
+            else:
                 tat = now
             new_tat = tat + interval
             if new_tat - tolerance - now > _EPS:
                 return -1
             if found:
-                table.tats[i] = new_tat
+                tats[i] = new_tat
             else:
                 table.add(slot_key, new_tat, now)
         ahead = new_tat - now
@@ -321,12 +329,12 @@ class Limiter:
         return Decision(False, self.burst, 0, math.inf, 0.0, self.name)
 
     # ------------------------------------------------------------ redis
-    def _remote_args(self, cost: int) -> list[float | int]:
+    def _remote_args(self, cost: int) -> list[bytes]:
         if cost == 1:
             return self._args
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        return [cost, self._args[1], self._args[2]]
+        return [str(cost).encode(), self._args[1], self._args[2]]
 
     def _from_reply(self, reply: list[int]) -> Decision:
         if self._down_until:
@@ -378,72 +386,3 @@ class Limiter:
         decision = self._local_hit(key, cost)
         decision.storage_error = True
         return decision
-
-
-def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[float | int]] | None:
-    """The shared backend, keys and script arguments, when ``items`` fit one script call."""
-    first = items[0][0]
-    remote = getattr(first, "_remote", None)
-    if len(items) < 2 or remote is None or remote.cluster:
-        return None
-    keys: list[str] = []
-    args: list[float | int] = []
-    for limiter, key, cost in items:
-        if (
-            not isinstance(limiter, Limiter)
-            or limiter._remote is not remote
-            or limiter._down_until
-            or not 0 <= cost <= limiter.burst
-        ):
-            return None
-        keys.append(limiter._key_prefix + key)
-        args += [cost, limiter._args[1], limiter._args[2]]
-    return remote, keys, args
-
-
-def _decisions(items: list[tuple[Any, str, int]], reply: list[int]) -> list[Decision]:
-    allowed = bool(reply[0])
-    out = []
-    for i, (limiter, _, _) in enumerate(items):
-        remaining, retry_us, reset_us = reply[1 + 3 * i : 4 + 3 * i]
-        out.append(
-            Decision(
-                allowed or retry_us <= 0,
-                limiter.burst,
-                int(remaining),
-                retry_us / 1e6,
-                reset_us / 1e6,
-                limiter.name,
-            )
-        )
-    return out
-
-
-def hit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
-    """Decide several token buckets on one Redis in one atomic script call.
-
-    Returns ``None`` when they do not share a (non-cluster) backend or the call
-    failed; the caller then decides them one by one, applying failure policies.
-    """
-    plan = _together(items)
-    if plan is None:
-        return None
-    remote, keys, args = plan
-    try:
-        reply = remote.run(keys, args)
-    except remote.errors:
-        return None
-    return _decisions(items, reply)
-
-
-async def ahit_together(items: list[tuple[Any, str, int]]) -> list[Decision] | None:
-    """:func:`hit_together` for async code."""
-    plan = _together(items)
-    if plan is None:
-        return None
-    remote, keys, args = plan
-    try:
-        reply = await remote.arun(keys, args)
-    except remote.errors:
-        return None
-    return _decisions(items, reply)

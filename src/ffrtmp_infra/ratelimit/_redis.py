@@ -97,7 +97,7 @@ class RedisGCRA:
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any, Any] | None = None
 
     # sync ---------------------------------------------------------------
-    def run(self, keys: list[str], args: list[float | int]) -> list[int]:
+    def run(self, keys: list[str], args: list[bytes]) -> list[int]:
         """Run the GCRA script (EVALSHA, loading it on NOSCRIPT); returns its flat reply."""
         try:
             reply = self._connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
@@ -133,7 +133,7 @@ class RedisGCRA:
             self._async = parts
         return parts[1], parts[2], parts[3]
 
-    async def arun(self, keys: list[str], args: list[float | int]) -> list[int]:
+    async def arun(self, keys: list[str], args: list[bytes]) -> list[int]:
         connection, _, _ = self._async_parts()
         try:
             reply = await connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)

@@ -243,6 +243,7 @@ class MemoryBackend:
                 or n.draining
                 or rc > n.alloc_cpu - n.used_cpu
                 or rr > n.alloc_ram - n.used_ram
+                or n.used_gpu > n.alloc_gpu  # shrunk below its GPU use: takes nothing new
             ):
                 return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
             # The common case (CPU and RAM only, fits): no helper calls, and the request
@@ -379,7 +380,7 @@ class MemoryBackend:
             req = res[2]
             n.used_cpu -= req[0]
             n.used_ram -= req[1]
-            if req[2] or req[3]:
+            if req[2] or req[3] is not EMPTY:  # identity: cheaper than len() on the hot path
                 self._give_back(n, res)
             if not n.dirty:
                 n.dirty = True

@@ -15,6 +15,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import __version__
+from ._errors import ResourceError
 from ._types import Snapshot
 
 if TYPE_CHECKING:
@@ -63,7 +64,12 @@ class ResourceMetrics:
         now = time.monotonic()
         if self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
             return self._cached[1]
-        snapshot = manager.snapshot()
+        try:
+            snapshot = manager.snapshot()
+        except ResourceError:
+            # Redis down, or an asyncio-only backend that cannot be read from the
+            # exporter's thread: skip this collection rather than raise inside the SDK.
+            return None
         self._cached = (now, snapshot)
         return snapshot
 
@@ -103,5 +109,9 @@ class ResourceMetrics:
         manager = self._manager()
         if manager is None or manager.closed:
             return
-        for outcome, count in manager.counters().items():
+        try:
+            counters = manager.counters()
+        except ResourceError:
+            return
+        for outcome, count in counters.items():
             yield Observation(count, {"outcome": outcome})

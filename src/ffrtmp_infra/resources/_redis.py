@@ -15,6 +15,7 @@ took the capacity first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from importlib import resources as importlib_resources
 from types import MappingProxyType
@@ -150,7 +151,7 @@ class RedisBackend:
                     f"Redis URL must start with redis://, rediss:// or unix://, got {target!r}"
                 )
             self._sync = redis.Redis.from_url(target)
-            self._async = aioredis.Redis.from_url(target)
+            self._async = None  # made per event loop on first async use (see _arun)
             self._owned = True
         elif isinstance(target, aioredis.Redis):
             self._async = target
@@ -160,7 +161,9 @@ class RedisBackend:
             raise InvalidAmountError(
                 f"target must be a redis:// URL or a redis-py client, got {target!r}"
             )
-        texts = _load_scripts()
+        self._url = target if isinstance(target, str) else None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        texts = self._texts = _load_scripts()
         self._scripts = (
             {n: self._sync.register_script(t) for n, t in texts.items()}
             if (self._sync is not None)
@@ -184,6 +187,14 @@ class RedisBackend:
             raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
     async def _arun(self, name: str, args: Sequence[Any]) -> Any:
+        if self._url is not None and self._aloop is not asyncio.get_running_loop():
+            # An asyncio client is tied to the loop that made its connections; a backend
+            # built from a URL makes one per loop (asyncio.run() twice, test suites).
+            import redis.asyncio as aioredis
+
+            self._async = aioredis.Redis.from_url(self._url)
+            self._ascripts = {n: self._async.register_script(t) for n, t in self._texts.items()}
+            self._aloop = asyncio.get_running_loop()
         script = self._ascripts.get(name)
         if script is None:
             raise ResourceError("this RedisBackend was built on a sync client; use sync methods")
@@ -404,7 +415,7 @@ class RedisBackend:
         return self._snapshot(self._run("read", ["snapshot"]))
 
     def counters(self) -> dict[str, int]:
-        raw = self._run("read", ["counters"]) if self._sync is not None else []
+        raw = self._run("read", ["counters"])
         found = {_s(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
         return {k: found.get(k, 0) for k in ("reserved", "released", "rejected", "evicted")}
 
@@ -503,6 +514,8 @@ class RedisBackend:
         return self._snapshot(await self._arun("read", ["snapshot"]))
 
     async def aclose(self) -> None:
-        if self._owned and self._async is not None:
-            await self._async.aclose()
+        if self._url is not None:
+            if self._async is not None and self._aloop is asyncio.get_running_loop():
+                await self._async.aclose()
+            self._async, self._ascripts, self._aloop = None, {}, None
         self.close()
