@@ -97,7 +97,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _gen_certs(argv: Sequence[str]) -> int:
-    from examples.master.certs import generate_certs
+    from examples.master.certs import generate_certs, issue_client_cert
 
     parser = argparse.ArgumentParser(
         prog="python -m examples.master gen-certs",
@@ -112,7 +112,19 @@ def _gen_certs(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--client-name", default="ffrtmp-worker")
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument(
+        "--add-client",
+        metavar="NAME",
+        help="only sign a new client certificate NAME.crt/key with the CA already in --out",
+    )
     args = parser.parse_args(argv)
+    if args.add_client:
+        try:
+            cert, key = issue_client_cert(args.out, args.add_client, days=args.days)
+        except (ValueError, FileNotFoundError) as exc:
+            parser.error(str(exc))
+        print(f"client_cert  {cert}\nclient_key   {key}")
+        return 0
     try:
         paths = generate_certs(
             args.out, hosts=args.host, client_name=args.client_name, days=args.days

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertPaths", "generate_certs"]
+__all__ = ["CertPaths", "generate_certs", "issue_client_cert"]
 
 
 @dataclass(frozen=True)
@@ -195,3 +195,37 @@ def generate_certs(
     _write_cert(paths.client_cert, client_cert)
     _write_key(paths.client_key, client_key)
     return paths
+
+
+def issue_client_cert(
+    ca_dir: str | os.PathLike[str], name: str, *, days: int = 365
+) -> tuple[Path, Path]:
+    """Sign one more client certificate with the CA that :func:`generate_certs` wrote.
+
+    Writes ``<name>.crt`` and ``<name>.key`` (0600) next to ``ca.crt``/``ca.key`` in
+    ``ca_dir`` and returns their paths: one certificate per worker, one CA on the master.
+    Raises ``ValueError`` for a bad name or ``days``, ``FileNotFoundError`` without a CA.
+    """
+    if not isinstance(days, int) or not 1 <= days <= 3650:
+        raise ValueError(f"days must be an integer in 1..3650, got {days!r}")
+    if not name or not all(c.isalnum() or c in "._-" for c in name) or name.startswith("."):
+        raise ValueError(f"client name must be letters, digits, '.', '_' or '-', got {name!r}")
+    if name in ("ca", "server"):
+        raise ValueError(f"client name {name!r} would overwrite the CA or server files")
+    directory = Path(ca_dir)
+    ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    loaded = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory / 'ca.key'} is not an EC key written by gen-certs")
+    cert, key = _leaf(
+        name,
+        ca_cert,
+        loaded,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        sans=[name],
+        days=days,
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_cert(cert_path, cert)
+    _write_key(key_path, key)
+    return cert_path, key_path

@@ -29,6 +29,7 @@ class QueuedJob:
     priority: str
     created_at: float
     retry_at: float | None = None
+    avoid: str | None = None  # the node of the previous attempt: retry elsewhere if possible
 
     @property
     def key(self) -> _SortKey:

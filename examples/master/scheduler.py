@@ -36,7 +36,7 @@ from examples.master.errors import APIError
 from examples.master.jobqueue import JobQueue, QueuedJob
 from examples.master.metrics import MasterMetrics, StateSource
 from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
-from ffrtmp_infra.resources import ResourceError, ResourceManager
+from ffrtmp_infra.resources import Reservation, ResourceError, ResourceManager
 from ffrtmp_infra.tracing import extract_headers, inject_headers, job_assign, job_create
 
 __all__ = ["ActiveJob", "NodeState", "Scheduler"]
@@ -142,10 +142,14 @@ class Scheduler:
     def recover(self) -> None:
         """Rebuild the in-memory indexes from the store after a (re)start.
 
-        Nodes get a fresh heartbeat grace period. Running attempts keep their
-        reservation (the worker may still be transcoding and will report with
-        its attempt number); assigned attempts whose delivery may have been
-        lost are superseded by a new attempt, so a late delivery is refused.
+        Nodes get a fresh heartbeat grace period. Assigned and running
+        attempts on known nodes keep their reservation: the worker may still be
+        transcoding and will report with its attempt number. An assignment whose
+        delivery was cut by the restart is not in the worker's heartbeat, so it
+        is requeued as lost two heartbeat intervals later; attempts on nodes the
+        master no longer knows are superseded and requeued at once. (Superseding
+        every assigned attempt instead could place the same job on the same
+        worker while its old attempt still runs.)
         """
         now = self.clock()
         for record in self.store.list_nodes():
@@ -158,7 +162,7 @@ class Scheduler:
                 self._enqueue(job)
             for job in self.store.jobs_with_status(ACTIVE):
                 node = self.nodes.get(job.node_id or "")
-                if job.status == "running" and node is not None and self._re_reserve(job):
+                if node is not None and self._re_reserve(job):
                     self._activate(
                         ActiveJob(
                             job.id,
@@ -436,7 +440,12 @@ class Scheduler:
         deadline = time.monotonic() + min(wait, self.config.claim_wait_max)
         while True:
             if state.mailbox:
-                return state.mailbox.popleft()
+                assignment = state.mailbox.popleft()
+                active = self.active.get(assignment["job_id"])
+                if active is not None and active.attempt == assignment["attempt"]:
+                    # The heartbeat grace for "the worker forgot it" starts at delivery.
+                    active.assigned_at = self.clock()
+                return assignment
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not state.online:
                 return None
@@ -486,17 +495,27 @@ class Scheduler:
                 if len(excluded) >= len(self.nodes):
                     no_fit.add(queued.scenario)  # no node has the encoders: skip the search
                     continue
-                try:
-                    reservation = self.resources.reserve_any(
-                        queued.job_id, **_resource_request(queued.scenario), exclude=excluded
-                    )
-                except ResourceError:
+                reservation = self._reserve(queued, excluded)
+                if reservation is None:
                     no_fit.add(queued.scenario)
                     continue
                 self._assign(queued, reservation.node_id, now)
                 placed += 1
         self.placements += placed
         return placed
+
+    def _reserve(self, queued: QueuedJob, excluded: tuple[str, ...]) -> Reservation | None:
+        """Reserve resources for a queued job, preferring another node than its last one."""
+        request = _resource_request(queued.scenario)
+        if queued.avoid is not None and queued.avoid in self.nodes:
+            with contextlib.suppress(ResourceError):
+                return self.resources.reserve_any(
+                    queued.job_id, **request, exclude=(*excluded, queued.avoid)
+                )
+        try:
+            return self.resources.reserve_any(queued.job_id, **request, exclude=excluded)
+        except ResourceError:
+            return None
 
     def _excluded_for(self, scenario: str) -> tuple[str, ...]:
         encoders = tuple(SCENARIOS[scenario].encoders)
@@ -684,7 +703,14 @@ class Scheduler:
     def _enqueue(self, job: JobRecord) -> None:
         self.queue.add(
             QueuedJob(
-                job.id, job.seq, job.scenario, job.queue, job.priority, job.created_at, job.retry_at
+                job.id,
+                job.seq,
+                job.scenario,
+                job.queue,
+                job.priority,
+                job.created_at,
+                job.retry_at,
+                avoid=job.node_id,
             )
         )
         if job.retry_at is None:

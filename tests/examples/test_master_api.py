@@ -327,3 +327,16 @@ def test_scenarios_lists_the_registry_with_resources(master: Master) -> None:
     assert {"480p-h264", "720p-h264", "1080p-h264", "720p-h265", "720p-av1"} <= set(by_name)
     assert by_name["1080p-h264-nvenc"]["resources"]["gpu"] == 1
     assert master.client.get("/scenarios").status_code == 401
+
+
+def test_unknown_route_wrong_method_and_huge_body_get_json_errors(master: Master) -> None:
+    missing = master.client.get("/nope", headers=SUBMIT)
+    assert (missing.status_code, missing.json()["error"]) == (404, "Not Found")
+    wrong = master.client.put("/jobs", headers=SUBMIT)
+    assert wrong.status_code == 405
+    assert "error" in wrong.json()
+    huge = master.client.post(
+        "/jobs", content=b'{"scenario": "' + b"x" * 300_000 + b'"}', headers=SUBMIT
+    )
+    assert huge.status_code == 413
+    assert "larger than" in huge.json()["error"]

@@ -273,28 +273,48 @@ def test_cancel_running_job_tells_the_worker(tmp_path: Path) -> None:
     assert s.heartbeat("n1", [{"job_id": job, "attempt": attempt}])["cancel"] == [job]
 
 
-def test_restart_keeps_running_jobs_and_supersedes_undelivered_ones(tmp_path: Path) -> None:
+def test_restart_keeps_attempts_and_requeues_an_undelivered_one(tmp_path: Path) -> None:
     clock = FakeClock()
     s = _scheduler(tmp_path, clock)
     _register(s, "n1", cpu=8)
     running = _submit(s)
     attempt = _run(s, running, "n1")
-    assigned = _submit(s)
+    delivered = _submit(s)
+    undelivered = _submit(s)
     queued = _submit(s, "1080p-h264-nvenc")  # no GPU anywhere: stays queued
     s.place()
-    assert s.get_job(assigned).status == "assigned"
+    s.nodes["n1"].mailbox.clear()  # both handed out; one response is lost in the crash
     s.store.close()
 
     again = _scheduler(tmp_path, clock)
     again.recover()
     assert again.get_job(running).status == "running"
-    assert again.get_job(assigned).status == "queued"
+    assert again.get_job(delivered).status == "assigned"
     assert again.get_job(queued).status == "queued"
     again.progress(running, {"node_id": "n1", "attempt": attempt, "percent": 50.0})
-    again.place()
-    assert again.get_job(assigned).attempt == 2
+    clock.advance(2.5)  # past two heartbeat intervals: the worker's list is authoritative
+    reported = [{"job_id": running, "attempt": attempt}, {"job_id": delivered, "attempt": 1}]
+    again.heartbeat("n1", reported)
+    assert again.get_job(delivered).status == "assigned"
+    assert again.get_job(undelivered).status == "queued"
+    assert [a.outcome for a in again.store.attempts(undelivered)] == ["lost"]
     again.result(running, {"node_id": "n1", "attempt": attempt, "status": "completed"})
     assert again.get_job(running).status == "completed"
+
+
+def test_restart_requeues_attempts_of_nodes_it_no_longer_knows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "n1")
+    job = _submit(s)
+    _run(s, job, "n1")
+    s.store.set_node_status("n1", "offline")
+    s.store.close()
+    again = _scheduler(tmp_path, clock)
+    again.recover()
+    record = again.get_job(job)
+    assert (record.status, record.node_id) == ("queued", None)
+    assert [a.outcome for a in again.store.attempts(job)] == ["superseded"]
 
 
 def test_worker_that_forgot_a_job_gets_it_requeued(tmp_path: Path) -> None:
@@ -329,3 +349,33 @@ def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(tmp_pat
     assert answer["cancel"] == [job]
     current = s.get_job(job).attempt
     assert s.heartbeat("other", [{"job_id": job, "attempt": current}])["cancel"] == []
+
+
+def test_a_retry_prefers_another_node_but_falls_back_to_the_same(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "a")
+    job = _submit(s)
+    attempt = _run(s, job, "a")
+    _register(s, "b")
+    s.result(job, {"node_id": "a", "attempt": attempt, "status": "handed_back"})
+    s.place()
+    assert s.get_job(job).node_id == "b"  # "spread" alone could have picked either
+    attempt = _run(s, job, "b")
+    s.remove_node("a")
+    s.result(job, {"node_id": "b", "attempt": attempt, "status": "handed_back"})
+    s.place()
+    assert s.get_job(job).node_id == "b"  # the only node left
+
+
+def test_lost_job_grace_starts_when_the_worker_claims_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    s = _scheduler(tmp_path, clock)
+    _register(s, "n1")
+    job = _submit(s)
+    s.place()
+    clock.advance(2.5)  # waited in the mailbox longer than the grace period
+    s.heartbeat("n1", [])
+    assert asyncio.run(s.claim("n1", 0)) is not None
+    s.heartbeat("n1", [])  # sent before the worker listed its new job
+    assert s.get_job(job).status == "assigned"

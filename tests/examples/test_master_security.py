@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from examples.master.app import create_app
 from examples.master.certs import CertPaths, generate_certs
 from examples.master.config import MasterConfig
@@ -85,6 +87,50 @@ def test_gen_certs_command_line(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "days must be" in bad.stderr
+
+
+def test_add_client_signs_with_the_existing_ca(tmp_path: Path) -> None:
+    paths = generate_certs(tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.master",
+            "gen-certs",
+            "--out",
+            str(tmp_path),
+            "--add-client",
+            "worker-7",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "worker-7.crt" in out.stdout
+    assert (tmp_path / "worker-7.key").stat().st_mode & 0o777 == 0o600
+    issued = x509.load_pem_x509_certificate((tmp_path / "worker-7.crt").read_bytes())
+    issued.verify_directly_issued_by(x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()))
+    other_ca = x509.load_pem_x509_certificate(
+        generate_certs(tmp_path / "other").ca_cert.read_bytes()
+    )
+    with pytest.raises(InvalidSignature):
+        issued.verify_directly_issued_by(other_ca)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.master",
+            "gen-certs",
+            "--out",
+            str(tmp_path),
+            "--add-client",
+            "../evil",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert "client name" in bad.stderr
 
 
 def test_mtls_client_with_certificate_is_served(mtls_master: str, certs: CertPaths) -> None:
