@@ -102,15 +102,24 @@ class LimitsMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def _candidates() -> dict[str, Any]:
+async def _plain_app(scope: Any, receive: Any, send: Any) -> None:
+    """The smallest app that answers like a framework does: start (with a header list), body."""
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+def _candidates(inner: Callable[[], Any] = _starlette, *, peers: bool = True) -> dict[str, Any]:
     from ffrtmp_infra.ratelimit import Limiter, RateLimitMiddleware
 
     apps: dict[str, Any] = {}
-    apps["Starlette bare"] = _starlette()
-    apps["Starlette bare (second copy: noise)"] = _starlette()
+    bare = "Starlette bare" if inner is _starlette else "plain ASGI app"
+    apps[bare] = inner()
+    apps[f"{bare} (second copy: noise)"] = inner()
 
     def ours(limiter: Any, headers: Any = "draft10") -> Any:
-        return RateLimitMiddleware(_starlette(), limiter=limiter, headers=headers)
+        return RateLimitMiddleware(inner(), limiter=limiter, headers=headers)
 
     # A bucket refilling far faster than requests arrive: always admitted, state steady.
     apps["ffrtmp ratelimit, draft-10 headers"] = ours(Limiter(HUGE, 100))
@@ -118,10 +127,10 @@ def _candidates() -> dict[str, Any]:
     # Remaining changes on every request: header values cannot come from the cache.
     apps["ffrtmp ratelimit, headers, no cache hit"] = ours(Limiter(0.001, 10**9))
     apps["limits fixed-window mw, no headers"] = LimitsMiddleware(
-        _starlette(), f"{HUGE}/second", headers=False
+        inner(), f"{HUGE}/second", headers=False
     )
     apps["limits fixed-window mw + X-RateLimit"] = LimitsMiddleware(
-        _starlette(), f"{HUGE}/second", headers=True
+        inner(), f"{HUGE}/second", headers=True
     )
     try:
         from ratelimit.backends.simple import MemoryBackend
@@ -133,10 +142,12 @@ def _candidates() -> dict[str, Any]:
             return scope["client"][0], "default"
 
         apps["asgi-ratelimit MemoryBackend"] = ARLMiddleware(
-            _starlette(), by_ip, MemoryBackend(), {r"^/": [ARLRule(second=HUGE)]}
+            inner(), by_ip, MemoryBackend(), {r"^/": [ARLRule(second=HUGE)]}
         )
     except ImportError:  # pragma: no cover - the bench extra installs it
         pass
+    if not peers:  # slowapi needs a Starlette app (it reads app.state)
+        return apps
     try:
         from slowapi import Limiter as SlowLimiter
         from slowapi.middleware import SlowAPIASGIMiddleware
@@ -179,14 +190,15 @@ def _ainterleaved_samples(
     return asyncio.run(runs())
 
 
-def middleware_table(quick: bool) -> Table:
-    apps = _candidates()
+def middleware_table(quick: bool, *, plain: bool = False) -> Table:
+    apps = _candidates(lambda: _plain_app, peers=False) if plain else _candidates()
+    bare_name = next(iter(apps))
     recorders = {name: _Recorder() for name in apps}
 
     def call(app: Any, recorder: _Recorder) -> Callable[[], Any]:
         return lambda: app(dict(_SCOPE), _receive, recorder)
 
-    number, repeat = (2000, 3) if quick else (10000, 15)
+    number, repeat = (2000, 3) if quick else (5000, 25)
     samples = _ainterleaved_samples(
         {name: call(app, recorders[name]) for name, app in apps.items()},
         number=number,
@@ -197,11 +209,16 @@ def middleware_table(quick: bool) -> Table:
     for name, recorder in recorders.items():
         if set(recorder.statuses) != {200}:
             raise RuntimeError(f"{name} did not admit every request: {recorder.statuses}")
-    bare = medians["Starlette bare"]
-    bare_min = minimums["Starlette bare"]
+    bare = medians[bare_name]
+    bare_min = minimums[bare_name]
     ours = medians["ffrtmp ratelimit, draft-10 headers"] - bare
+    title = (
+        "Middleware cost over a plain ASGI app (the middleware's own cost, less noise)"
+        if plain
+        else "Middleware cost over a bare Starlette app (in process, memory storage)"
+    )
     table = Table(
-        "Middleware cost over a bare Starlette app (in process, memory storage)",
+        title,
         [
             "configuration",
             "µs/request (median)",
@@ -211,7 +228,7 @@ def middleware_table(quick: bool) -> Table:
         ],
     )
     for name, seconds in medians.items():
-        if name == "Starlette bare":
+        if name == bare_name:
             table.add(name, seconds * 1e6, "—", "—", "—")
             continue
         added = seconds - bare
@@ -413,7 +430,7 @@ def _redis_rows(server: Any, quick: bool) -> Table:
 
 
 def run(quick: bool) -> list[Table]:
-    tables = [middleware_table(quick), memory_table(quick)]
+    tables = [middleware_table(quick), middleware_table(quick, plain=True), memory_table(quick)]
     redis_rows = redis_table(quick)
     if redis_rows is not None:
         tables.append(redis_rows)

@@ -159,6 +159,9 @@ def test_two_processes_racing_never_overcommit(redis_server: RedisServer) -> Non
 def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(InvalidAmountError, match="redis://"):
         RedisBackend("localhost:6379")
+    with pytest.raises(InvalidAmountError, match="'http'") as info:
+        RedisBackend("http://user:s3cret@host:6379/0")
+    assert "s3cret" not in str(info.value)
     with pytest.raises(InvalidAmountError, match="prefix"):
         RedisBackend("redis://127.0.0.1:1/0", prefix="a{b}")
     with pytest.raises(InvalidAmountError, match="client"):

@@ -7,6 +7,8 @@ than on tuples). Within a bucket the best node for any built-in
 score is found by bisection on RAM, and buckets are visited in CPU order with an
 upper bound that stops the walk early (binpack, spread). The cost of a search grows
 with the number of distinct CPU-use levels per shape, not with the number of nodes.
+Balanced cannot stop early; for a shape whose buckets hold only a node or two it
+makes one plain pass over the shape's nodes instead.
 
 Ties (equal scores) go to the node registered first (lowest ``seq``).
 

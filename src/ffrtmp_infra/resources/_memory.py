@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from ._errors import (
     DuplicateJobError,
@@ -23,27 +24,40 @@ _new = tuple.__new__
 _REQUESTS: dict[int, Resources] = {}  # (cpu_milli << 32 | ram_mib) -> shared Resources
 
 
-def node_view(n: NodeState) -> Node:
-    """The immutable view of a node record (call with the lock held)."""
-    mask, devices, i = n.gpu_mask, [], 0
-    while mask:
-        if mask & 1:
-            devices.append(i)
-        mask >>= 1
-        i += 1
-    used = Resources(
-        n.used_cpu, n.used_ram, n.used_gpu, MappingProxyType(dict(sorted(n.used_ext.items())))
-    )
-    return Node(
+def _devices(mask: int) -> tuple[int, ...]:
+    return tuple(i for i in range(mask.bit_length()) if (mask >> i) & 1) if mask else ()
+
+
+def _raw(n: NodeState) -> tuple[Any, ...]:
+    """The node's mutable state copied (cheaply) while the lock is held."""
+    return (
         n.node_id,
         n.capacity,
         n.allocatable,
-        used,
+        n.used_cpu,
+        n.used_ram,
+        n.used_gpu,
+        dict(n.used_ext) if n.used_ext else None,
         n.labels,
         n.draining,
         len(n.jobs),
-        tuple(devices),
+        n.gpu_mask,
     )
+
+
+def _view(raw: tuple[Any, ...]) -> Node:
+    """A Node from ``_raw`` (no lock needed)."""
+    node_id, cap, alloc, uc, ur, ug, ext, labels, draining, count, mask = raw
+    used_ext = MappingProxyType(dict(sorted(ext.items()))) if ext else EMPTY
+    return Node(
+        node_id, cap, alloc, Resources(uc, ur, ug, used_ext), labels, draining, count,
+        _devices(mask),
+    )  # fmt: skip
+
+
+def node_view(n: NodeState) -> Node:
+    """The immutable view of a node record (call with the lock held)."""
+    return _view(_raw(n))
 
 
 def shortfall(
@@ -435,9 +449,12 @@ class MemoryBackend:
         return [n.node_id for _, n in scored]
 
     def snapshot(self) -> Snapshot:
+        # Copy raw state under the lock, build the immutable views after releasing it:
+        # writers wait for one pass of tuple copies, not for 10k Node objects.
         with self._lock:
-            nodes = {node_id: node_view(n) for node_id, n in self._nodes.items()}
+            raws = [_raw(n) for n in self._nodes.values()]
             reservations = dict(self._reservations)
+        nodes = {raw[0]: _view(raw) for raw in raws}
         return Snapshot(MappingProxyType(nodes), MappingProxyType(reservations))
 
     def counters(self) -> dict[str, int]:

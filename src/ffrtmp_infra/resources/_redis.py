@@ -147,8 +147,10 @@ class RedisBackend:
         self._owned = False
         if isinstance(target, str):
             if not target.startswith(("redis://", "rediss://", "unix://")):
+                # Name only the scheme: the rest of a URL may carry a password.
+                scheme = target.split("://", 1)[0] if "://" in target else "no scheme"
                 raise InvalidAmountError(
-                    f"Redis URL must start with redis://, rediss:// or unix://, got {target!r}"
+                    f"Redis URL must start with redis://, rediss:// or unix://, got {scheme!r}"
                 )
             self._sync = redis.Redis.from_url(target)
             self._async = None  # made per event loop on first async use (see _arun)
