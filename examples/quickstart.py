@@ -228,12 +228,21 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"{count} workers did not register in {timeout:.0f}s")
 
-    def stop(self) -> None:
-        """Stop the workers together (they drain and deregister), then everything else."""
+    def stop(self, *, hand_back: bool = False) -> None:
+        """Stop the workers together (they drain and deregister), then everything else.
+
+        ``hand_back``: signal the workers twice, so running jobs are handed back at once
+        instead of being allowed to finish (used when giving up or interrupted).
+        """
         workers = [c for c in self.children if c.name.startswith("node-")]
         for child in workers:
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
+        if hand_back:
+            time.sleep(0.2)  # let the first signal register as "drain" before the second
+            for child in workers:
+                if child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
         for child in workers + [c for c in self.children if c not in workers]:
             child.stop()
 
@@ -342,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: stopping everything", file=sys.stderr)
     finally:
-        cluster.stop()
+        unfinished = not jobs or any(
+            j["status"] not in ("completed", "failed", "canceled") for j in jobs.values()
+        )
+        cluster.stop(hand_back=unfinished)
     received_size = None
     if cluster.received.is_file() and cluster.received.stat().st_size > 0:
         received_size = cluster.received.stat().st_size

@@ -86,6 +86,10 @@ def _die_with_parent() -> Callable[[], None] | None:
 _PREEXEC = _die_with_parent()
 
 
+class _InputError(Exception):
+    """The job's input exists but ffmpeg cannot read it."""
+
+
 class JobRunner:
     """Executes one assignment from the master and reports its outcome.
 
@@ -207,7 +211,12 @@ class JobRunner:
         base.update(fields)
         return base
 
-    def _prepare(self) -> tuple[FFmpegCommand, dict[str, Any] | None]:
+    def _prepare(self) -> FFmpegCommand:
+        """Check the spec, probe a file input, build the command, clear the output dir.
+
+        Raises :class:`SpecError`/:class:`UnknownScenarioError` for a bad spec and
+        :class:`_InputError` for an input ffmpeg cannot read.
+        """
         scenario = get_scenario(str(self.spec.get("scenario")))
         spec_input = self.spec.get("input")
         info: MediaInfo | None = None
@@ -220,7 +229,7 @@ class JobRunner:
                 try:
                     info = probe(self.ffmpeg, source)
                 except ValueError as exc:
-                    return self._dummy(), self._report("failed", error=str(exc))
+                    raise _InputError(str(exc)) from exc
         command = build_command(
             scenario,
             self.spec,
@@ -234,18 +243,15 @@ class JobRunner:
             # A previous attempt of this job on this node may have left partial files.
             shutil.rmtree(command.job_dir, ignore_errors=True)
             command.job_dir.mkdir(parents=True)
-        return command, None
-
-    def _dummy(self) -> FFmpegCommand:
-        return FFmpegCommand((), None, None, False)
+        return command
 
     def _execute(self) -> dict[str, Any] | None:
         try:
-            command, early = self._prepare()
+            command = self._prepare()
         except (SpecError, UnknownScenarioError) as exc:
             return self._report("failed", error=f"invalid job spec: {exc}")
-        if early is not None:
-            return early
+        except _InputError as exc:
+            return self._report("failed", error=str(exc))
         early_reason = self._reason()
         if early_reason is not None:
             return self._report("handed_back") if early_reason == "handed_back" else None

@@ -65,3 +65,28 @@ def test_quickstart_refuses_a_non_empty_output_directory(tmp_path: Path) -> None
     )
     assert done.returncode != 0
     assert "must be empty" in done.stderr
+
+
+def test_quickstart_exits_non_zero_when_jobs_do_not_complete_and_still_cleans_up(
+    ffmpeg: FFmpeg, tmp_path: Path
+) -> None:
+    out = tmp_path / "qs"
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.quickstart", "--out", str(out), "--timeout", "0.5"],
+        cwd=REPO,
+        env=child_env({"FFMPEG_BINARY": ffmpeg.path}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "SOME JOBS DID NOT COMPLETE" in done.stdout
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid_alive(pid):
+            assert str(out).encode() not in cmdline, cmdline
