@@ -355,3 +355,17 @@ def test_a_claim_whose_worker_hung_up_does_not_swallow_the_next_job(master: Mast
     claim = master.claim("w1", wait=1)
     assert claim.status_code == 200
     assert claim.json()["job_id"] == job["id"]
+
+
+def test_registration_the_resource_manager_refuses_is_a_422_not_a_500(master: Master) -> None:
+    body = {
+        "node_id": "w1",
+        "capacity": {"cpu": 2, "ram_gb": 4, "extended": {"bad name": 1}},
+        "labels": {"k" * 100: "v"},
+    }
+    response = master.client.post("/nodes/register", json=body, headers=WORKER)
+    assert response.status_code == 422
+    body["capacity"] = {"cpu": 2, "ram_gb": 4}
+    response = master.client.post("/nodes/register", json=body, headers=WORKER)
+    assert (response.status_code, response.json()["detail"]["field"]) == (422, "labels")
+    assert master.client.get("/nodes/w1", headers=SUBMIT).status_code == 404  # not stored
