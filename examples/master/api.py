@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -110,6 +112,12 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}"[:300]) from None
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client closes the connection (the body was already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _validated(validate: Callable[[Any], Any], body: Any) -> Any:
@@ -225,7 +233,18 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def claim(request: Request) -> Response:
         body = await read_json(request, optional=True)
         wait = _validated(lambda b: wire.validate_claim(b, scheduler.config.claim_wait_max), body)
-        assignment = await scheduler.claim(request.path_params["node_id"], wait)
+        waiting = asyncio.ensure_future(scheduler.claim(request.path_params["node_id"], wait))
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not waiting.done():
+            # The worker hung up (crashed, restarted): stop waiting so the next job is not
+            # handed to a connection nobody reads.
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            return Response(status_code=204)
+        assignment = waiting.result()
         if assignment is None:
             return Response(status_code=204)
         return JSONResponse(assignment)

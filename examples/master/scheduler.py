@@ -327,6 +327,11 @@ class Scheduler:
             registered_at=stored.registered_at if stored else now,
             last_heartbeat=now,
         )
+        try:  # the resource manager has the last word on amounts and names: ask it first
+            evicted = self._register_resources(record)
+        except ResourceError as exc:
+            field = "labels" if "label" in str(exc) else "capacity"
+            raise APIError(422, f"{field}: {exc}", {"field": field}) from None
         self.store.upsert_node(record)
         if previous is not None:
             previous.record = record
@@ -335,7 +340,6 @@ class Scheduler:
         else:
             state = NodeState(record=record, last_heartbeat=now)
             self.nodes[node_id] = state
-        evicted = self._register_resources(record)
         with self.store.batch():
             for job_id in evicted:
                 job = self.store.get_job(job_id)

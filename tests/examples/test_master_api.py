@@ -340,3 +340,32 @@ def test_unknown_route_wrong_method_and_huge_body_get_json_errors(master: Master
     )
     assert huge.status_code == 413
     assert "larger than" in huge.json()["error"]
+
+
+def test_a_claim_whose_worker_hung_up_does_not_swallow_the_next_job(master: Master) -> None:
+    master.register("w1")
+    with (
+        httpx.Client(base_url=master.url, timeout=0.3) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post("/nodes/w1/claim", json={"wait": 20}, headers=WORKER)
+    time.sleep(0.2)  # the server notices the closed connection
+    job = master.submit()
+    time.sleep(0.3)  # a claim still waiting for the gone worker would take the job now
+    claim = master.claim("w1", wait=1)
+    assert claim.status_code == 200
+    assert claim.json()["job_id"] == job["id"]
+
+
+def test_registration_the_resource_manager_refuses_is_a_422_not_a_500(master: Master) -> None:
+    body = {
+        "node_id": "w1",
+        "capacity": {"cpu": 2, "ram_gb": 4, "extended": {"bad name": 1}},
+        "labels": {"k" * 100: "v"},
+    }
+    response = master.client.post("/nodes/register", json=body, headers=WORKER)
+    assert response.status_code == 422
+    body["capacity"] = {"cpu": 2, "ram_gb": 4}
+    response = master.client.post("/nodes/register", json=body, headers=WORKER)
+    assert (response.status_code, response.json()["detail"]["field"]) == (422, "labels")
+    assert master.client.get("/nodes/w1", headers=SUBMIT).status_code == 404  # not stored
