@@ -375,3 +375,19 @@ def test_claims_back_off_for_the_retry_after_of_a_429(start_worker: WorkerFactor
         # the first two were refused with Retry-After: 1; the worker waited before each retry
         assert claims[1].at - claims[0].at >= 0.95
         assert claims[2].at - claims[1].at >= 0.95
+
+
+def test_unreadable_file_input_fails_with_ffmpegs_reason(
+    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    master, url = fake_master
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "broken.mp4").write_bytes(b"this is not a video" * 100)
+    start_worker(url, "--media-root", str(media))
+    spec = {**batch_spec(), "input": {"type": "file", "path": "broken.mp4"}}
+    job_id = master.submit(spec)
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
+    assert result["status"] == "failed"
+    assert result["error"].startswith("cannot read")
+    assert result["exit_code"] is None
