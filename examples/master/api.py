@@ -130,9 +130,11 @@ def _validated(validate: Callable[[Any], Any], body: Any) -> Any:
 def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetrics) -> list[Route]:
     """The master's routes, each wrapped with the auth check for its role."""
 
-    def guarded(role: str, handler: Handler) -> Handler:
+    def guarded(role: str | tuple[str, ...], handler: Handler) -> Handler:
+        roles = (role,) if isinstance(role, str) else role
+
         async def endpoint(request: Request) -> Response:
-            await auth.check(request, role)
+            await auth.check(request, *roles)
             return await handler(request)
 
         return endpoint
@@ -276,7 +278,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/nodes", guarded(submitter, list_nodes), methods=["GET"]),
         Route("/nodes/register", guarded(worker, register), methods=["POST"]),
         Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),
-        Route("/nodes/{node_id}", guarded(submitter, remove_node), methods=["DELETE"]),
+        # a worker deregisters itself on SIGTERM with its own key
+        Route("/nodes/{node_id}", guarded((submitter, worker), remove_node), methods=["DELETE"]),
         Route("/nodes/{node_id}/heartbeat", guarded(worker, heartbeat), methods=["POST"]),
         Route("/nodes/{node_id}/claim", guarded(worker, claim), methods=["POST"]),
     ]

@@ -50,8 +50,8 @@ class Authenticator:
         self._metrics = metrics
         self._clock = clock
 
-    async def check(self, request: Request, role: str) -> None:
-        """Return if the request carries the role's key; raise 401 or 429 otherwise."""
+    async def check(self, request: Request, *roles: str) -> None:
+        """Return if the request carries the key of one of ``roles``; raise 401 or 429 otherwise."""
         client = request.client.host if request.client else "unknown"
         now = self._clock()
         until = self._locked_until.get(client)
@@ -60,12 +60,15 @@ class Authenticator:
                 self._metrics.auth_lockouts.inc()
                 raise _locked(until - now)
             del self._locked_until[client]
-        expected = self._expected[role]
-        if expected is None:
+        expected = [self._expected[role] for role in roles]
+        if None in expected:
             return
         presented = request.headers.get("authorization", "").encode()
-        if presented and hmac.compare_digest(presented, expected):
+        # every key is compared (no early exit), each in constant time
+        matches = [hmac.compare_digest(presented, key) for key in expected if key is not None]
+        if presented and any(matches):
             return
+        role = "|".join(roles)
         self._metrics.auth_failures.labels(role).inc()
         decision = await self._failures.ahit(client)
         if not decision.allowed:

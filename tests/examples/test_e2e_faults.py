@@ -153,3 +153,18 @@ def test_master_restart_mid_run_loses_nothing_and_completes_nothing_twice(
     for job_id in ids:
         accepted = [line for line in logs.splitlines() if f"job {job_id} attempt" in line]
         assert sum(": COMPLETED" in line for line in accepted) == 1, accepted
+
+
+def test_sigterm_deregisters_the_worker_with_its_own_key(
+    start_master: MasterFactory, start_worker: WorkerFactory
+) -> None:
+    master = start_master()
+    worker = start_worker(master.url, name="w1", env=master.env)
+    with master.client() as api:
+        wait_until(lambda: node_status(api, "w1") == "online", timeout=60, what="w1 online")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert "deregistered w1" in worker.log()
+        with pytest.raises(APIError) as gone:
+            api.node("w1")
+        assert gone.value.status == 410

@@ -190,6 +190,16 @@ def test_unknown_node_gets_404_and_removed_node_410(master: Master) -> None:
     assert beat.status_code == 410
 
 
+def test_a_worker_deregisters_its_node_with_the_worker_key(master: Master) -> None:
+    master.register("w1")
+    denied = master.client.delete("/nodes/w1", headers={"Authorization": "Bearer wrong"})
+    assert denied.status_code == 401
+    removed = master.client.delete("/nodes/w1", headers=WORKER)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["status"] == "removed"
+    assert master.client.get("/nodes/w1", headers=SUBMIT).status_code == 410  # gone
+
+
 def test_removing_a_node_requeues_its_jobs(master: Master) -> None:
     master.register("w1")
     job = master.submit()
