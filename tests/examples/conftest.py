@@ -16,7 +16,7 @@ import pytest
 from examples.cli import APIClient
 from examples.worker.client import tls_context
 
-from tests.examples.fake_master import FakeMaster, serve
+from tests.examples.fake_master import FakeMaster
 from tests.examples.helpers import Process, port_listening, start_python, wait_until
 from tests.support.ffmpeg import FFmpeg
 from tests.support.servers import serve_asgi
@@ -27,7 +27,7 @@ from tests.support.services import free_port
 def fake_master() -> Iterator[tuple[FakeMaster, str]]:
     """A fake master (worker protocol only) under real uvicorn; yields it and its URL."""
     master = FakeMaster()
-    with serve(master.app) as url:
+    with serve_asgi(master.app) as url:
         yield master, url
 
 

@@ -9,24 +9,18 @@ end-to-end tests; this one lets the worker's own behaviour be tested precisely.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import ssl
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from tests.support.services import free_port
 
 
 @dataclass
@@ -193,45 +187,3 @@ class FakeMaster:
             return denied
         self.removed = True
         return JSONResponse({"evicted": []})
-
-
-@contextlib.contextmanager
-def serve(
-    app: Any,
-    *,
-    port: int | None = None,
-    ssl_keyfile: str | None = None,
-    ssl_certfile: str | None = None,
-    ssl_ca_certs: str | None = None,
-    ssl_cert_reqs: int = ssl.CERT_NONE,
-) -> Iterator[str]:
-    """Like ``tests.support.servers.serve_asgi`` but on a chosen port (for restarts)."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        ssl_keyfile=ssl_keyfile,
-        ssl_certfile=ssl_certfile,
-        ssl_ca_certs=ssl_ca_certs,
-        ssl_cert_reqs=ssl_cert_reqs,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"fake-master-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        time.sleep(0.01)
-    scheme = "https" if ssl_certfile else "http"
-    try:
-        yield f"{scheme}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

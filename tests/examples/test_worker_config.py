@@ -13,9 +13,10 @@ from examples.worker.capacity import detect_capacity, detect_cpu, detect_ram_gb,
 from examples.worker.config import WorkerConfig, build_parser, config_from_args, default_node_id
 
 from tests.examples.conftest import WorkerFactory
-from tests.examples.fake_master import FakeMaster, serve
+from tests.examples.fake_master import FakeMaster
 from tests.examples.helpers import wait_until
 from tests.support.ffmpeg import FFmpeg
+from tests.support.servers import serve_asgi
 
 
 def test_config_rejects_bad_values_naming_them(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_worker_sends_its_key_and_exits_when_the_key_is_refused(
     start_worker: WorkerFactory,
 ) -> None:
     master = FakeMaster(worker_key="right-key")
-    with serve(master.app) as url:
+    with serve_asgi(master.app) as url:
         good = start_worker(url, "--api-key", "right-key", name="good")
         wait_until(lambda: master.of("/heartbeat"), timeout=60, what="an accepted heartbeat")
         assert master.of("/register")[0].headers["authorization"] == "Bearer right-key"
@@ -147,7 +148,7 @@ def test_mtls_accepts_a_worker_with_a_valid_client_certificate_only(
     start_worker: WorkerFactory, tls_files: dict[str, Path]
 ) -> None:
     master = FakeMaster()
-    with serve(
+    with serve_asgi(
         master.app,
         ssl_certfile=str(tls_files["server"]),
         ssl_keyfile=str(tls_files["server"]),
@@ -191,7 +192,7 @@ def test_tls_without_the_ca_is_refused(
     start_worker: WorkerFactory, tls_files: dict[str, Path]
 ) -> None:
     master = FakeMaster()
-    with serve(
+    with serve_asgi(
         master.app, ssl_certfile=str(tls_files["server"]), ssl_keyfile=str(tls_files["server"])
     ) as url:
         untrusting = start_worker(url, name="untrusting")

@@ -13,6 +13,7 @@ from tests.examples.conftest import RTMPReceiver, WorkerFactory
 from tests.examples.fake_master import FakeMaster
 from tests.examples.helpers import children_of, pid_alive, wait_until
 from tests.support.ffmpeg import FFmpeg
+from tests.support.servers import serve_asgi
 
 pytestmark = [pytest.mark.ffmpeg, pytest.mark.slow]
 
@@ -296,12 +297,11 @@ def test_kill_9_of_the_worker_takes_ffmpeg_down_too(
 def test_result_is_retried_until_a_restarted_master_takes_it(
     start_worker: WorkerFactory, rtmp_receiver: Callable[[], RTMPReceiver]
 ) -> None:
-    from tests.examples.fake_master import serve
     from tests.support.services import free_port
 
     master = FakeMaster()
     port = free_port()
-    with serve(master.app, port=port) as url:
+    with serve_asgi(master.app, port=port) as url:
         worker = start_worker(url)
         job_id = master.submit(live_spec(rtmp_receiver().url, seconds=3))
         wait_until(lambda: master.of("/progress", job_id), timeout=60, what="first progress")
@@ -309,7 +309,7 @@ def test_result_is_retried_until_a_restarted_master_takes_it(
     wait_until(
         lambda: "result not delivered yet" in worker.log(), timeout=60, what="result retries"
     )
-    with serve(master.app, port=port):
+    with serve_asgi(master.app, port=port):
         [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
     assert result["status"] == "completed"
 
@@ -363,10 +363,9 @@ def test_a_new_attempt_of_a_running_job_replaces_the_old_one(
 
 
 def test_claims_back_off_for_the_retry_after_of_a_429(start_worker: WorkerFactory) -> None:
-    from tests.examples.fake_master import serve
 
     master = FakeMaster(throttle_claims=2)
-    with serve(master.app) as url:
+    with serve_asgi(master.app) as url:
         start_worker(url)
         job_id = master.submit(batch_spec())
         [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")

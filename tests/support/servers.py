@@ -20,14 +20,18 @@ __all__ = ["free_port", "serve_asgi"]
 def serve_asgi(
     app: Any,
     *,
+    port: int | None = None,
     ssl_keyfile: str | None = None,
     ssl_certfile: str | None = None,
     ssl_ca_certs: str | None = None,
     ssl_cert_reqs: int = ssl.CERT_NONE,
     startup_timeout: float = 10.0,
 ) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it after."""
-    port = free_port()
+    """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it after.
+
+    ``port`` pins the port (to restart a server where clients expect it); default: a free one.
+    """
+    port = port or free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -39,6 +43,7 @@ def serve_asgi(
         ssl_certfile=ssl_certfile,
         ssl_ca_certs=ssl_ca_certs,
         ssl_cert_reqs=ssl_cert_reqs,
+        timeout_graceful_shutdown=1,  # open long-polls must not hold the test up
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
