@@ -244,6 +244,10 @@ class Shape:
             if kind != "balanced":
                 if builtin_score(kind, ac, ar, uc, bound_r, rc, rr) < best_score:
                     break  # no node of this bucket, or of any later one, can do better
+                entry = self._first(kind, bucket, uc, rc, rr, max_r)
+                if entry < 0:
+                    continue
+                score = builtin_score(kind, ac, ar, uc, entry >> SEQ_BITS, rc, rr)
             else:
                 # Balanced, inlined (it cannot stop early, so every bucket is visited):
                 # the best entry has (ur + rr) * ac nearest target = (uc + rc) * ar.
@@ -278,28 +282,7 @@ class Shape:
                         entry = above
                 else:
                     entry = above
-                seq = entry & SEQ_MASK
-                if score == best_score and seq > best_seq:
-                    continue
-                node = members[seq]
-                if node.node_id not in exclude and (not ext or _fits_ext(node, ext)):
-                    best_score, best_seq, found = score, seq, node
-                    continue
-                for entry in self._ordered(kind, bucket, uc, rc, rr, max_r):
-                    seq = entry & SEQ_MASK
-                    score = builtin_score(kind, ac, ar, uc, entry >> SEQ_BITS, rc, rr)
-                    if score < best_score or (score == best_score and seq > best_seq):
-                        break
-                    node = members[seq]
-                    if node.node_id not in exclude and (not ext or _fits_ext(node, ext)):
-                        best_score, best_seq, found = score, seq, node
-                        break
-                continue
-            entry = self._first(kind, bucket, uc, rc, rr, max_r)
-            if entry < 0:
-                continue
             seq = entry & SEQ_MASK
-            score = builtin_score(kind, ac, ar, uc, entry >> SEQ_BITS, rc, rr)
             if score < best_score or (score == best_score and seq > best_seq):
                 continue
             node = members[seq]
