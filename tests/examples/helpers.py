@@ -110,13 +110,19 @@ def pid_alive(pid: int) -> bool:
 
 
 def children_of(pid: int) -> list[int]:
-    """Direct child pids of ``pid``, whichever of its threads started them (Linux /proc)."""
+    """Pids of the live processes whose parent is ``pid`` (scans /proc/*/stat).
+
+    The per-thread ``/proc/<pid>/task/*/children`` lists are documented as unreliable while
+    the children run, so the parent link of every process is read instead.
+    """
     found: list[int] = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            found += [int(p) for p in children.read_text().split()]
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
     return found
 
 
