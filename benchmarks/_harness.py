@@ -111,14 +111,23 @@ def interleaved_medians(
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def ainterleaved_medians(
-    candidates: dict[str, Callable[[], Awaitable[object]]], *, number: int, repeat: int = 7
-) -> dict[str, float]:
-    """:func:`interleaved_medians` for coroutine functions, all in one event loop."""
+def ainterleaved_samples(
+    candidates: dict[str, Callable[[], Awaitable[object]]],
+    *,
+    number: int,
+    repeat: int = 7,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Seconds per call of every run of each coroutine candidate, round-robin in one loop.
 
-    async def runs() -> dict[str, float]:
+    Keeping every sample lets a table show the minimum (the least disturbed run) beside
+    the median on a shared, noisy machine.
+    """
+
+    async def runs() -> dict[str, list[float]]:
         for fn in candidates.values():
-            await fn()
+            for _ in range(warmup):
+                await fn()
         samples: dict[str, list[float]] = {name: [] for name in candidates}
         for _ in range(repeat):
             for name, fn in candidates.items():
@@ -127,6 +136,14 @@ def ainterleaved_medians(
                 for _ in range(number):
                     await fn()
                 samples[name].append((time.perf_counter() - start) / number)
-        return {name: statistics.median(s) for name, s in samples.items()}
+        return samples
 
     return asyncio.run(runs())
+
+
+def ainterleaved_medians(
+    candidates: dict[str, Callable[[], Awaitable[object]]], *, number: int, repeat: int = 7
+) -> dict[str, float]:
+    """:func:`interleaved_medians` for coroutine functions, all in one event loop."""
+    samples = ainterleaved_samples(candidates, number=number, repeat=repeat)
+    return {name: statistics.median(s) for name, s in samples.items()}

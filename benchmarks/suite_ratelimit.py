@@ -16,7 +16,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._harness import Table
+from benchmarks._harness import Table, ainterleaved_samples
 
 HUGE = 1_000_000_000
 _SCOPE: dict[str, Any] = {
@@ -164,32 +164,6 @@ def _candidates(inner: Callable[[], Any] = _starlette, *, peers: bool = True) ->
     return apps
 
 
-def _ainterleaved_samples(
-    candidates: dict[str, Callable[[], Any]], *, number: int, repeat: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each run, candidates measured round-robin in one event loop.
-
-    Like ``ainterleaved_medians``, but keeps every sample so the table can show the
-    minimum (the least disturbed run) beside the median on a shared, noisy machine.
-    """
-
-    async def runs() -> dict[str, list[float]]:
-        for fn in candidates.values():
-            for _ in range(200):
-                await fn()
-        samples: dict[str, list[float]] = {name: [] for name in candidates}
-        for _ in range(repeat):
-            for name, fn in candidates.items():
-                gc.collect()
-                start = time.perf_counter()
-                for _ in range(number):
-                    await fn()
-                samples[name].append((time.perf_counter() - start) / number)
-        return samples
-
-    return asyncio.run(runs())
-
-
 def middleware_table(quick: bool, *, plain: bool = False) -> Table:
     apps = _candidates(lambda: _plain_app, peers=False) if plain else _candidates()
     bare_name = next(iter(apps))
@@ -199,10 +173,11 @@ def middleware_table(quick: bool, *, plain: bool = False) -> Table:
         return lambda: app(dict(_SCOPE), _receive, recorder)
 
     number, repeat = (2000, 3) if quick else (5000, 25)
-    samples = _ainterleaved_samples(
+    samples = ainterleaved_samples(
         {name: call(app, recorders[name]) for name, app in apps.items()},
         number=number,
         repeat=repeat,
+        warmup=200,
     )
     medians = {name: statistics.median(runs) for name, runs in samples.items()}
     minimums = {name: min(runs) for name, runs in samples.items()}

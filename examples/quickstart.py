@@ -27,7 +27,12 @@ from typing import Any
 import httpx
 
 from examples.cli import APIClient, APIError, format_table, human_size
-from examples.common.ffmpeg import FFmpegNotFoundError, find_ffmpeg, probe
+from examples.common.ffmpeg import (
+    FFmpegNotFoundError,
+    find_ffmpeg,
+    probe,
+    rtmp_receiver_command,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,23 +172,7 @@ class Cluster:
         self.received.parent.mkdir()
         self._spawn(
             "rtmp-receiver",
-            [
-                self.ffmpeg,
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-listen",
-                "1",
-                "-timeout",
-                "120",
-                "-i",
-                self.rtmp_url,
-                "-c",
-                "copy",
-                "-y",
-                str(self.received),
-            ],
+            rtmp_receiver_command(self.ffmpeg, self.rtmp_url, self.received, timeout_s=120),
         )
         self._wait_listening(int(self.rtmp_url.split(":")[2].split("/")[0]))
 

@@ -46,6 +46,7 @@ __all__ = [
     "parse_duration",
     "probe",
     "resolve_settings",
+    "rtmp_receiver_command",
     "usable_encoders",
 ]
 
@@ -675,3 +676,27 @@ def output_duration(ffmpeg: str, command: FFmpegCommand) -> float | None:
         return probe(ffmpeg, str(files[0])).duration_s
     except ValueError:
         return None
+
+
+def rtmp_receiver_command(ffmpeg: str, url: str, output: Path, *, timeout_s: int = 60) -> list[str]:
+    """argv of ffmpeg's own one-stream RTMP server (``-listen 1``) saving ``url`` to ``output``.
+
+    Enough to watch a live job on one machine; a real deployment pushes to nginx-rtmp or a CDN.
+    """
+    return [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-listen",
+        "1",
+        "-timeout",
+        str(timeout_s),
+        "-i",
+        url,
+        "-c",
+        "copy",
+        "-y",
+        str(output),
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from examples.cli import APIClient
+from examples.common.ffmpeg import rtmp_receiver_command
 from examples.worker.client import tls_context
 
 from tests.examples.fake_master import FakeMaster
@@ -83,18 +84,6 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
         process.stop()
 
 
-_RECEIVER_OPTS = [
-    "-hide_banner",
-    "-nostdin",
-    "-loglevel",
-    "error",
-    "-listen",
-    "1",
-    "-timeout",
-    "60",
-]
-
-
 class RTMPReceiver:
     """ffmpeg's own RTMP server (``-listen 1``) receiving one stream into a file."""
 
@@ -103,7 +92,7 @@ class RTMPReceiver:
         self.url = f"rtmp://127.0.0.1:{port}/live/stream-key"
         self.path = out
         self.proc = subprocess.Popen(
-            [ffmpeg.path, *_RECEIVER_OPTS, "-i", self.url, "-c", "copy", "-y", str(out)],
+            rtmp_receiver_command(ffmpeg.path, self.url, out),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -142,16 +142,7 @@ class RateLimitMiddleware:
                 self.engine.record(decision.allowed, [(limiter, key, 1, decision)])
             if decision.allowed or self._dry_run:
                 extra = self._writer.single(limiter, decision)
-                if not extra:
-                    await self.app(scope, receive, send)
-                    return
-
-                def send_with_headers(message: Message) -> Awaitable[None]:
-                    if message["type"] == "http.response.start":
-                        message["headers"] = [*message.get("headers", ()), *extra]
-                    return send(message)
-
-                await self.app(scope, receive, send_with_headers)
+                await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
                 return
             await self._reject(self._writer.rejection([(limiter, decision)]), send)
             return
@@ -181,16 +172,7 @@ class RateLimitMiddleware:
             await self._reject(self._writer.rejection(pairs), send)
             return
         extra = self._writer.encoded(self._writer.pairs(_shown(outcomes)))
-        if not extra:
-            await self.app(scope, receive, send)
-            return
-
-        def send_with_headers(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            return send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
 
     async def _reject(self, rejection: Rejection, send: Send) -> None:
         await send(
@@ -222,6 +204,17 @@ class RateLimitMiddleware:
             await send({"type": "websocket.http.response.body", "body": rejection.body})
             return
         await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})
+
+
+def _adding_headers(send: Send, extra: Sequence[Any]) -> Send:
+    """``send`` that appends ``extra`` to the response's headers (returns send's awaitable)."""
+
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        return send(message)
+
+    return send_with_headers
 
 
 def _shown(outcomes: list[Outcome]) -> list[tuple[Any, Decision]]:
