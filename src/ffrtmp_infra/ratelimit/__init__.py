@@ -10,7 +10,11 @@ app.add_middleware(RateLimitMiddleware, limiter=limiter, key=client_ip())
 
 from ffrtmp_infra.ratelimit._asgi import RateLimitMiddleware
 from ffrtmp_infra.ratelimit._decision import Decision
-from ffrtmp_infra.ratelimit._errors import ConfigurationError, StorageUnavailableError
+from ffrtmp_infra.ratelimit._errors import (
+    ConfigurationError,
+    MissingExtraError,
+    StorageUnavailableError,
+)
 from ffrtmp_infra.ratelimit._keys import KeyFunction, RequestInfo, api_key, client_ip
 from ffrtmp_infra.ratelimit._limiter import Limiter
 from ffrtmp_infra.ratelimit._metrics import instrument, uninstrument
@@ -23,6 +27,7 @@ __all__ = [
     "Decision",
     "KeyFunction",
     "Limiter",
+    "MissingExtraError",
     "RateLimitMiddleware",
     "RequestInfo",
     "Rule",

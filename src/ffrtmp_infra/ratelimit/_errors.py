@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "StorageUnavailableError"]
+from ffrtmp_infra.errors import ConfigurationError, FfrtmpInfraError, MissingExtraError
+
+__all__ = ["ConfigurationError", "MissingExtraError", "StorageUnavailableError"]
 
 
-class ConfigurationError(ValueError):
-    """A limiter, rule or middleware was configured with a value that breaks a rule.
-
-    Raised at construction time; the message names the value and the rule it broke.
-    """
-
-
-class StorageUnavailableError(RuntimeError):
+class StorageUnavailableError(FfrtmpInfraError, RuntimeError):
     """The shared storage (Redis/Valkey) could not be reached.
 
     Limiters never raise it from ``hit``: they apply their failure policy instead

@@ -15,7 +15,7 @@ import urllib.parse
 from importlib import resources
 from typing import Any
 
-from ffrtmp_infra.ratelimit._errors import ConfigurationError
+from ffrtmp_infra.ratelimit._errors import ConfigurationError, MissingExtraError
 
 __all__ = ["RedisGCRA", "redis_schemes", "shared_backend"]
 
@@ -72,9 +72,7 @@ class RedisGCRA:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - the redis extra is installed in tests
-            raise ConfigurationError(
-                "Redis storage needs redis-py: pip install 'ffrtmp-infra[redis]'"
-            ) from exc
+            raise MissingExtraError("Redis storage", "redis", "redis-py") from exc
         self.uri = uri
         self.cluster = "+cluster" in scheme
         self.options = {**_DEFAULT_OPTIONS, **(options or {})}

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ffrtmp_infra.errors import FfrtmpInfraError, MissingExtraError
 
-class ResourceError(Exception):
+__all__ = [
+    "BackendUnavailableError",
+    "DuplicateJobError",
+    "InsufficientResourcesError",
+    "InvalidAmountError",
+    "MissingExtraError",
+    "NoNodeAvailableError",
+    "NodeDrainingError",
+    "ResourceError",
+    "UnknownNodeError",
+]
+
+
+class ResourceError(FfrtmpInfraError):
     """Base class of every error the resource manager raises on purpose."""
 
 

@@ -26,6 +26,7 @@ from ._errors import (
     DuplicateJobError,
     InsufficientResourcesError,
     InvalidAmountError,
+    MissingExtraError,
     NodeDrainingError,
     NoNodeAvailableError,
     ResourceError,
@@ -130,9 +131,7 @@ class RedisBackend:
             import redis
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "RedisBackend needs redis-py: pip install 'ffrtmp-infra[redis]'"
-            ) from exc
+            raise MissingExtraError("RedisBackend", "redis", "redis-py") from exc
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}"):
             raise InvalidAmountError(
                 f"prefix must be a non-empty string without braces, got {prefix!r}"

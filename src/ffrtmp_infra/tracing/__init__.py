@@ -12,7 +12,11 @@ handle.shutdown()
 
 from ffrtmp_infra.tracing._asgi import TracingMiddleware
 from ffrtmp_infra.tracing._config import TracingConfig
-from ffrtmp_infra.tracing._errors import ConfigurationError, MissingDependencyError
+from ffrtmp_infra.tracing._errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    MissingExtraError,
+)
 from ffrtmp_infra.tracing._ffmpeg import arun_ffmpeg, ffmpeg_run, record_process_exit, run_ffmpeg
 from ffrtmp_infra.tracing._logging import TraceContextLogFilter, install_log_correlation
 from ffrtmp_infra.tracing._propagation import (
@@ -44,6 +48,7 @@ __all__ = [
     "ConfigurationError",
     "DomainSpan",
     "MissingDependencyError",
+    "MissingExtraError",
     "SamplingIdGenerator",
     "TraceContextLogFilter",
     "TracingConfig",

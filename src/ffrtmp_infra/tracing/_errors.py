@@ -1,13 +1,10 @@
-"""The tracing subpackage's exceptions."""
+"""The tracing subpackage's exceptions: the package-wide ones, re-exported."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "MissingDependencyError"]
+from ffrtmp_infra.errors import ConfigurationError, MissingExtraError
 
+#: The name this subpackage used before the package-wide :class:`MissingExtraError`.
+MissingDependencyError = MissingExtraError
 
-class ConfigurationError(ValueError):
-    """A tracing setting (argument or ``OTEL_*`` variable) is invalid; the message says why."""
-
-
-class MissingDependencyError(ImportError):
-    """An optional feature needs a package that is not installed; the message names the extra."""
+__all__ = ["ConfigurationError", "MissingDependencyError", "MissingExtraError"]

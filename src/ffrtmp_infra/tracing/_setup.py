@@ -16,7 +16,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SE
 
 from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._config import TracingConfig, _env_flag_disabled
-from ffrtmp_infra.tracing._errors import MissingDependencyError
+from ffrtmp_infra.tracing._errors import MissingExtraError
 from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
 __all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
@@ -136,8 +136,8 @@ def _exporter(config: TracingConfig) -> SpanExporter:
                 OTLPSpanExporter as GrpcExporter,
             )
         except ImportError as exc:
-            raise MissingDependencyError(
-                "protocol='grpc' needs the gRPC exporter: pip install 'ffrtmp-infra[grpc]'"
+            raise MissingExtraError(
+                "protocol='grpc'", "grpc", "opentelemetry-exporter-otlp-proto-grpc"
             ) from exc
         return GrpcExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
