@@ -21,7 +21,7 @@ from examples.master.errors import APIError
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
 from examples.master.scheduler import NodeState, Scheduler
 from examples.master.store import AttemptRecord, JobRecord
-from ffrtmp_infra.tracing import job_complete
+from ffrtmp_infra.tracing import job_complete, redact_url
 
 __all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
 
@@ -36,8 +36,22 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec as submitters see it: stream keys and URL credentials redacted.
+
+    Every submitter can read every job, so a live job's stream key (the worker gets it in
+    its assignment) is never shown back.
+    """
+    shown = dict(spec)
+    for part in ("input", "output"):
+        value = spec.get(part)
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
+            shown[part] = {**value, "url": redact_url(value["url"])}
+    return shown
+
+
 def job_json(job: JobRecord, attempts: list[AttemptRecord] | None = None) -> dict[str, Any]:
-    """A job as the API shows it (timestamps as ISO 8601 UTC)."""
+    """A job as the API shows it (timestamps as ISO 8601 UTC, secrets redacted)."""
     data: dict[str, Any] = {
         "id": job.id,
         "seq": job.seq,
@@ -45,7 +59,7 @@ def job_json(job: JobRecord, attempts: list[AttemptRecord] | None = None) -> dic
         "scenario": job.scenario,
         "queue": job.queue,
         "priority": job.priority,
-        "spec": job.spec,
+        "spec": shown_spec(job.spec),
         "node_id": job.node_id,
         "attempt": job.attempt,
         "failures": job.failures,
@@ -154,6 +168,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
     async def create_job(request: Request) -> Response:
         spec = _validated(validate_spec, await read_json(request))
+        # resolving the input host may block on DNS: keep it off the event loop
+        check = scheduler.config.destinations.check_spec
+        await asyncio.to_thread(_validated, check, spec)
         job = scheduler.submit(spec)
         return JSONResponse(job_json(job), status_code=201)
 

@@ -304,7 +304,9 @@ class Scheduler:
             else:
                 error = report.get("error") or f"ffmpeg exited with {report.get('exit_code')}"
                 self._end_attempt(job, "failed", error)
-                self._fail_attempt(job, error, result=report)
+                self._fail_attempt(
+                    job, error, result=report, retryable=report.get("retryable", True)
+                )
         return self.get_job(job.id)
 
     # -- nodes -------------------------------------------------------------------------------
@@ -657,11 +659,22 @@ class Scheduler:
     # -- shared transitions ----------------------------------------------------------------
 
     def _fail_attempt(
-        self, job: JobRecord, error: str, *, result: dict[str, Any] | None, backoff: bool = True
+        self,
+        job: JobRecord,
+        error: str,
+        *,
+        result: dict[str, Any] | None,
+        backoff: bool = True,
+        retryable: bool = True,
     ) -> None:
+        """Count a failure; retry with backoff, or dead-letter when out of retries.
+
+        ``retryable=False`` (a bad spec, a missing or unreadable input, a refused host:
+        the worker says so) dead-letters at once, since no retry could succeed.
+        """
         failures = job.failures + 1
         now = self.clock()
-        if failures > self.config.max_retries:
+        if failures > self.config.max_retries or not retryable:
             self.store.update_job(
                 job.id,
                 status="failed",

@@ -262,6 +262,7 @@ class Worker:
             ffmpeg=self.ffmpeg,
             output_dir=Path(self.config.output_dir),
             media_root=self.config.media_root,
+            destinations=self.config.destinations,
             progress_interval_s=self.config.progress_interval_s,
             result_retry_s=self.config.result_retry_s,
             on_done=self._runner_done,
