@@ -157,17 +157,26 @@ def _gen_certs(argv: Sequence[str]) -> int:
         metavar="NAME",
         help="only sign a new client certificate NAME.crt/key with the CA already in --out",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite existing certificates and keys"
+    )
     args = parser.parse_args(argv)
     if args.add_client:
         try:
-            cert, key = issue_client_cert(args.out, args.add_client, days=args.days)
+            cert, key = issue_client_cert(
+                args.out, args.add_client, days=args.days, force=args.force
+            )
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
         print(f"client_cert  {cert}\nclient_key   {key}")
         return 0
     try:
         paths = generate_certs(
-            args.out, hosts=args.host, client_name=args.client_name, days=args.days
+            args.out,
+            hosts=args.host,
+            client_name=args.client_name,
+            days=args.days,
+            force=args.force,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -185,7 +194,10 @@ def _tls_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
 
         directory = Path(args.tls_auto)
         if not (directory / "server.crt").exists():
-            generate_certs(directory)
+            try:
+                generate_certs(directory)
+            except ValueError as exc:
+                parser.error(f"--tls-auto: {exc}")
             log.warning("generated a CA and certificates in %s", directory)
         cert, key = str(directory / "server.crt"), str(directory / "server.key")
     if bool(cert) != bool(key):
