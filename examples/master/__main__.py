@@ -276,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the
+            # client address; the app reads it itself, from --trust-proxy peers only.
+            proxy_headers=False,
             **tls,  # type: ignore[arg-type]
         )
     finally:

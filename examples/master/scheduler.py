@@ -271,6 +271,16 @@ class Scheduler:
             )
         return job, active
 
+    def attempt_node(self, job_id: str, attempt: int) -> str | None:
+        """The node attempt ``attempt`` of a job was given to (``None`` if no such attempt)."""
+        active = self.active.get(job_id)
+        if active is not None and active.attempt == attempt:
+            return active.node_id
+        for record in self.store.attempts(job_id):
+            if record.attempt == attempt:
+                return record.node_id
+        return None
+
     def progress(self, job_id: str, report: dict[str, Any]) -> None:
         """Record a progress report; the first one moves the job from assigned to running."""
         job, active = self._current(job_id, report["node_id"], report["attempt"])
