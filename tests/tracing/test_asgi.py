@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.testclient import TestClient
 
 from ffrtmp_infra.tracing import TracingMiddleware
-from tests.tracing.apps import make_app
+from tests.tracing.apps import make_app, with_test_client_address
 from tests.tracing.conftest import ratio_provider
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -29,7 +29,7 @@ def no_env_exclusions(monkeypatch: pytest.MonkeyPatch) -> None:
 def client_for(provider: TracerProvider, **kwargs: object) -> TestClient:
     app = make_app()
     app.add_middleware(TracingMiddleware, tracer_provider=provider, **kwargs)
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(with_test_client_address(app), raise_server_exceptions=False)
 
 
 def test_one_server_span_named_after_the_route_template(

@@ -109,7 +109,7 @@ def test_a_moved_span_key_falls_back_to_set_span_in_context(
     assert len(servers) == 3
     assert [p.span_id for p in inner] == [s.context.span_id for s in servers]
     assert all(s.parent is None for s in servers)  # still a root: nothing ambient leaks in
-    assert caught == []  # the warning was the detection's, never a request's
+    assert fallback_warnings(caught, "ffrtmp_infra") == []  # detection warned, no request did
 
 
 class MovedDelegates(ParentBased):
@@ -161,4 +161,4 @@ def test_unreadable_parent_based_delegates_let_the_sdk_decide(
         assert span.parent is not None
         assert format(span.parent.span_id, "016x") == REMOTE_SPAN
         assert format(span.context.trace_id, "032x") == REMOTE_TRACE
-    assert caught == []
+    assert fallback_warnings(caught, "ffrtmp_infra") == []

@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from starlette.testclient import TestClient
 
 from ffrtmp_infra.tracing import TracingMiddleware
-from tests.tracing.apps import make_app
+from tests.tracing.apps import make_app, with_test_client_address
 
 # Attributes contrib sets that describe the request itself (its extra ones,
 # like http.route, it does not set at all without a route resolver).
@@ -69,7 +69,7 @@ def run(middleware: str, method: str, path: str) -> ReadableSpan:
         app.add_middleware(TracingMiddleware, tracer_provider=provider, excluded_urls=())
     else:
         app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
-    client = TestClient(app, raise_server_exceptions=False)
+    client = TestClient(with_test_client_address(app), raise_server_exceptions=False)
     client.request(method, path, headers={"user-agent": "parity/1.0"})
     # Contrib's per-message receive/send spans are INTERNAL; its exclude_spans
     # option to turn them off only exists in newer releases, so filter instead.
