@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import ffrtmp_infra
 from examples.common.scenarios import SCENARIOS
 from examples.common.spec import QUEUES, SpecError, validate_spec
 from examples.master import wire
 from examples.master.auth import NODE_TOKEN_HEADER, Authenticator
 from examples.master.errors import APIError
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
+from examples.master.openapi import openapi_document
 from examples.master.scheduler import NodeState, Scheduler
 from examples.master.store import AttemptRecord, JobRecord
 from ffrtmp_infra.tracing import job_complete, redact_url
@@ -26,6 +29,8 @@ from ffrtmp_infra.tracing import job_complete, redact_url
 __all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
 
 MAX_BODY = 256 * 1024
+#: A non-negative integer SQLite can hold (str.isdigit also takes "²" and any length).
+_COUNT = re.compile(r"[0-9]{1,18}")
 JOB_STATUSES = ("queued", "assigned", "running", "completed", "failed", "canceled")
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -108,16 +113,16 @@ def node_json(scheduler: Scheduler, state: NodeState) -> dict[str, Any]:
     }
 
 
-async def read_json(request: Request, *, optional: bool = False) -> Any:
+async def read_json(request: Request, *, optional: bool = False, limit: int = MAX_BODY) -> Any:
     """The request body as JSON (``None`` if empty and ``optional``), or a 400/413."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+    if declared is not None and _COUNT.fullmatch(declared) and int(declared) > limit:
+        raise APIError(413, f"request body larger than {limit} bytes")
     raw = b""
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_BODY:
-            raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+        if len(raw) > limit:
+            raise APIError(413, f"request body larger than {limit} bytes")
     if not raw.strip():
         if optional:
             return None
@@ -202,9 +207,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         if queue is not None and queue not in QUEUES:
             raise APIError(422, f"queue must be one of {', '.join(QUEUES)}", {"field": "queue"})
         limit_raw, cursor_raw = params.get("limit", "50"), params.get("cursor")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
+        if not _COUNT.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= 500:
             raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
-        if cursor_raw is not None and not cursor_raw.isdigit():
+        if cursor_raw is not None and not _COUNT.fullmatch(cursor_raw):
             raise APIError(
                 422, "cursor must be the next_cursor of a previous page", {"field": "cursor"}
             )
@@ -233,11 +238,17 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         return JSONResponse({"scenarios": scenarios})
 
     async def list_nodes(request: Request) -> Response:
-        states = [
-            scheduler.node(r.id) for r in scheduler.store.list_nodes() if r.status != "removed"
-        ]
-        nodes = [node_json(scheduler, s) for s in states]
-        return JSONResponse({"nodes": nodes, "count": len(nodes)})
+        params = request.query_params
+        limit_raw, cursor = params.get("limit", "100"), params.get("cursor", "")
+        if not _COUNT.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= 500:
+            raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
+        limit = int(limit_raw)
+        records = [
+            r for r in scheduler.store.list_nodes() if r.status != "removed" and r.id > cursor
+        ][:limit]  # in id order
+        nodes = [node_json(scheduler, scheduler.node(r.id)) for r in records]
+        next_cursor = records[-1].id if len(records) == limit else None
+        return JSONResponse({"nodes": nodes, "count": len(nodes), "next_cursor": next_cursor})
 
     async def get_node(request: Request) -> Response:
         state = scheduler.node(request.path_params["node_id"])
@@ -254,7 +265,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     # -- worker ---------------------------------------------------------------------------
 
     async def register(request: Request) -> Response:
-        body = _validated(wire.validate_register, await read_json(request))
+        raw = await read_json(request, limit=wire.MAX_REGISTER_BODY)
+        body = _validated(wire.validate_register, raw)
         node_id = body["node_id"]
         presented = request.headers.get(NODE_TOKEN_HEADER, "")
         known = auth.credentials.has(node_id)
@@ -266,6 +278,14 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
                 403,
                 f"node {node_id!r} is registered to another worker: present its "
                 f"{NODE_TOKEN_HEADER}, or have an operator DELETE /nodes/{node_id} first",
+                {"field": "node_id"},
+            )
+        stored = scheduler.store.get_node(node_id)
+        is_new = stored is None or stored.status == "removed"
+        if is_new and scheduler.store.count_nodes() >= scheduler.config.max_nodes:
+            raise APIError(
+                422,
+                f"the master holds its maximum of {scheduler.config.max_nodes} nodes",
                 {"field": "node_id"},
             )
         state = scheduler.register_node(body)
@@ -316,9 +336,17 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
             job = scheduler.result(job_id, report)
         return JSONResponse({"status": job.status, "job_id": job.id, "attempt": job.attempt})
 
+    document: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> Response:
+        if not document:  # built on first use, from the routes as served
+            document.update(openapi_document(routes, version=ffrtmp_infra.__version__))
+        return JSONResponse(document)
+
     submitter, worker = "submitter", "worker"
-    return [
+    routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/jobs", guarded(submitter, create_job), methods=["POST"]),
         Route("/jobs", guarded(submitter, list_jobs), methods=["GET"]),
@@ -336,3 +364,4 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/nodes/{node_id}/heartbeat", node_guarded(heartbeat), methods=["POST"]),
         Route("/nodes/{node_id}/claim", node_guarded(claim), methods=["POST"]),
     ]
+    return routes
