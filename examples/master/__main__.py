@@ -106,9 +106,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--rate-burst", type=int, default=100, help="burst per client")
     limits.add_argument(
-        "--worker-rate-limit", type=float, default=20.0, help="reports/s per node or job"
+        "--worker-rate-limit", type=float, default=50.0, help="worker reports/s per node"
     )
-    limits.add_argument("--worker-rate-burst", type=int, default=60, help="burst per node or job")
+    limits.add_argument("--worker-rate-burst", type=int, default=150, help="burst per node")
     limits.add_argument(
         "--auth-failure-limit", type=int, default=10, help="failed auths per window before lockout"
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -24,11 +26,15 @@ from examples.master.metrics import CONTENT_TYPE, MasterMetrics
 from examples.master.openapi import openapi_document
 from examples.master.scheduler import NodeState, Scheduler
 from examples.master.store import AttemptRecord, JobRecord
+from ffrtmp_infra.ratelimit import Limiter
 from ffrtmp_infra.tracing import job_complete, redact_url
 
 __all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
 
 MAX_BODY = 256 * 1024
+#: Long-poll claims one node may hold open at once (a worker needs one; two allow a retry
+#: to overlap a claim the master has not yet seen end).
+MAX_OPEN_CLAIMS = 2
 #: A non-negative integer SQLite can hold (str.isdigit also takes "²" and any length).
 _COUNT = re.compile(r"[0-9]{1,18}")
 JOB_STATUSES = ("queued", "assigned", "running", "completed", "failed", "canceled")
@@ -158,11 +164,34 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
         return endpoint
 
-    def node_guarded(handler: Handler, *, operator: bool = False) -> Handler:
+    config = scheduler.config
+    reports = Limiter(config.worker_rate_limit, config.worker_rate_burst, name="worker")
+    open_claims: collections.Counter[str] = collections.Counter()
+
+    async def limit_reports(request: Request, node_id: str) -> None:
+        """Worker reports per authenticated node (per client while the id holds no token)."""
+        if auth.credentials.has(node_id):
+            key = f"node:{node_id}"
+        else:
+            key = f"client:{auth.client(request)}"
+        decision = await reports.ahit(key)
+        if not decision.allowed:
+            seconds = max(1, math.ceil(decision.retry_after))
+            raise APIError(
+                429,
+                "too many reports from this node; slow down",
+                {"retry_after": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
+
+    def node_guarded(handler: Handler, *, operator: bool = False, limited: bool = True) -> Handler:
         """The worker key plus the token of the node named in the path (see auth)."""
 
         async def endpoint(request: Request) -> Response:
-            await auth.check_node(request, request.path_params["node_id"], operator=operator)
+            node_id = request.path_params["node_id"]
+            await auth.check_node(request, node_id, operator=operator)
+            if limited:
+                await limit_reports(request, node_id)
             return await handler(request)
 
         return endpoint
@@ -170,6 +199,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def own_attempt(request: Request, job_id: str, report: dict[str, Any]) -> None:
         """403 unless the reporting node is authenticated and the attempt was given to it."""
         await auth.check_node(request, report["node_id"])
+        await limit_reports(request, report["node_id"])
         holder = scheduler.attempt_node(job_id, report["attempt"])
         if holder is not None and holder != report["node_id"]:
             await auth.count_failure(request, "node")
@@ -306,7 +336,24 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def claim(request: Request) -> Response:
         body = await read_json(request, optional=True)
         wait = _validated(lambda b: wire.validate_claim(b, scheduler.config.claim_wait_max), body)
-        waiting = asyncio.ensure_future(scheduler.claim(request.path_params["node_id"], wait))
+        node_id = request.path_params["node_id"]
+        if open_claims[node_id] >= MAX_OPEN_CLAIMS:
+            raise APIError(
+                429,
+                f"at most {MAX_OPEN_CLAIMS} open claims per node",
+                {"retry_after": 1},
+                headers={"Retry-After": "1"},
+            )
+        open_claims[node_id] += 1
+        try:
+            return await _claim(request, node_id, wait)
+        finally:
+            open_claims[node_id] -= 1
+            if open_claims[node_id] <= 0:
+                del open_claims[node_id]
+
+    async def _claim(request: Request, node_id: str, wait: float) -> Response:
+        waiting = asyncio.ensure_future(scheduler.claim(node_id, wait))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
@@ -360,7 +407,11 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/nodes/register", guarded(worker, register), methods=["POST"]),
         Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),
         # an operator removes (and revokes) any node; a worker deregisters itself on SIGTERM
-        Route("/nodes/{node_id}", node_guarded(remove_node, operator=True), methods=["DELETE"]),
+        Route(
+            "/nodes/{node_id}",
+            node_guarded(remove_node, operator=True, limited=False),
+            methods=["DELETE"],
+        ),
         Route("/nodes/{node_id}/heartbeat", node_guarded(heartbeat), methods=["POST"]),
         Route("/nodes/{node_id}/claim", node_guarded(claim), methods=["POST"]),
     ]

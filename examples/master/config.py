@@ -49,8 +49,8 @@ class MasterConfig:
     monitor_interval: float = 1.0
     rate_limit: float = 50.0
     rate_burst: int = 100
-    worker_rate_limit: float = 20.0
-    worker_rate_burst: int = 60
+    worker_rate_limit: float = 50.0
+    worker_rate_burst: int = 150
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
     trust_proxies: tuple[str, ...] = ()

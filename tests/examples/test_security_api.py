@@ -3,7 +3,9 @@ schemathesis run against a live master (issue 14, finding 6 and items 6 and 11).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,49 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     # every documented operation was fuzzed (schemathesis skips the document's own URL)
     expected = {f"{m} {p}" for m, p in OPERATIONS} - {"GET /openapi.json"}
     assert sorted(seen) == sorted(expected)
+
+
+@pytest.fixture
+def strict_master(tmp_path: Path) -> Iterator[httpx.Client]:
+    with _master(tmp_path, worker_rate_limit=0.5, worker_rate_burst=10) as client:
+        yield client
+
+
+def test_reports_to_made_up_node_ids_share_the_callers_limit(
+    strict_master: httpx.Client,
+) -> None:
+    statuses = [
+        strict_master.post(f"/nodes/ghost-{i}/heartbeat", headers=WORKER).status_code
+        for i in range(30)
+    ]
+    assert statuses[0] == 404
+    assert statuses[-1] == 429
+
+
+def test_reports_on_made_up_job_ids_share_the_nodes_limit(strict_master: httpx.Client) -> None:
+    token = strict_master.post("/nodes/register", json=_node("n1"), headers=WORKER)
+    headers = {**WORKER, "X-Node-Token": token.json()["node_token"]}
+    statuses = [
+        strict_master.post(
+            f"/jobs/job-{i}/progress", json={"node_id": "n1", "attempt": 1}, headers=headers
+        ).status_code
+        for i in range(30)
+    ]
+    assert statuses[0] == 404
+    assert statuses[-1] == 429
+
+
+def test_a_node_holds_at_most_two_open_claims(master: httpx.Client) -> None:
+    token = master.post("/nodes/register", json=_node("n1"), headers=WORKER).json()["node_token"]
+    headers = {**WORKER, "X-Node-Token": token}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = [
+            pool.submit(
+                master.post, "/nodes/n1/claim", json={"wait": 6}, headers=headers, timeout=20
+            )
+            for _ in range(2)
+        ]
+        time.sleep(1)  # both long polls reach the master (they wait 6 s there)
+        third = master.post("/nodes/n1/claim", json={"wait": 6}, headers=headers)
+        assert third.status_code == 429
+        assert [f.result().status_code for f in waiting] == [204, 204]
