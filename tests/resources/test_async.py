@@ -1,4 +1,7 @@
-"""The async twins: same behaviour, and on Redis they use only the asyncio client."""
+"""The async methods on a whole scenario, and on Redis only through the asyncio client.
+
+tests/test_twins.py compares each async method with its sync twin on the same inputs.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ async def _exercise(manager: ResourceManager) -> None:
     check_invariants(await manager.asnapshot())
 
 
-def test_async_twins_behave_like_the_sync_methods(make_manager: MakeManager) -> None:
+def test_async_methods_run_a_whole_scenario(make_manager: MakeManager) -> None:
     manager = make_manager()
 
     async def main() -> None:
