@@ -21,6 +21,7 @@ from importlib import resources as importlib_resources
 from types import MappingProxyType
 from typing import Any
 
+from ._compat import async_close
 from ._errors import (
     BackendUnavailableError,
     DuplicateJobError,
@@ -510,6 +511,6 @@ class RedisBackend:
     async def aclose(self) -> None:
         if self._url is not None:
             if self._async is not None and self._aloop is asyncio.get_running_loop():
-                await self._async.aclose()
+                await async_close(self._async)
             self._async, self._ascripts, self._aloop = None, {}, None
         self.close()
