@@ -142,6 +142,9 @@ class Cluster:
                 "1",
                 "--heartbeat-timeout",
                 "5",
+                # the live job pushes to the local receiver; nothing else may be a live target
+                "--rtmp-allow",
+                self.rtmp_url.split("/")[2],
             ],
         )
         self._wait_healthy(master)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from examples.common.netpolicy import IPAddress, pinned_http_url
 from examples.common.scenarios import PRESETS, Scenario
 
 __all__ = [
@@ -71,6 +72,10 @@ FILE_PROTOCOLS = "file"
 URL_PROTOCOLS = "http,https,tcp,tls"
 #: Network inputs: analyse one second of stream, not ffmpeg's default five, before starting.
 URL_PROBE_ARGS = ("-analyzeduration", "1000000", "-probesize", "2000000")
+#: Network inputs follow no redirect and never reconnect: the host was checked against the
+#: SSRF policy (examples.common.netpolicy) and a redirect or a new connection could lead
+#: anywhere.
+URL_NO_REDIRECT_ARGS = ("-max_redirects", "0", "-reconnect", "0")
 
 _JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RESOLUTION = re.compile(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})")
@@ -194,11 +199,13 @@ class MediaInfo:
     has_audio: bool
 
 
-def probe(ffmpeg: str, source: str, *, timeout: float = 30.0) -> MediaInfo:
+def probe(
+    ffmpeg: str, source: str, *, timeout: float = 30.0, address: IPAddress | None = None
+) -> MediaInfo:
     """Read the container duration and the stream kinds of ``source`` from ``ffmpeg -i``.
 
-    Uses the same demuxer and protocol allow-lists as job inputs. Raises ``ValueError`` with
-    ffmpeg's message when the source cannot be opened.
+    Uses the same demuxer and protocol allow-lists, redirect ban and address pinning as job
+    inputs. Raises ``ValueError`` with ffmpeg's message when the source cannot be opened.
     """
     is_url = "://" in source
     argv = [
@@ -210,8 +217,7 @@ def probe(ffmpeg: str, source: str, *, timeout: float = 30.0) -> MediaInfo:
         "-protocol_whitelist",
         URL_PROTOCOLS if is_url else FILE_PROTOCOLS,
         *(URL_PROBE_ARGS if is_url else ()),
-        "-i",
-        source,
+        *(_url_input(source, address) if is_url else ["-i", source]),
     ]
     # ffmpeg -i without an output always exits 1; the header goes to stderr either way.
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603 (argv list, no shell)
@@ -366,6 +372,18 @@ def input_source(spec_input: Mapping[str, Any], media_root: Path | None) -> str 
     raise SpecError(f"input.type must be testsrc, file or url, got {kind!r}")
 
 
+def _url_input(source: str, address: IPAddress | None) -> list[str]:
+    """``-i URL`` for a network input, pinned to ``address`` when the URL is plain http.
+
+    (An https URL keeps its name: the TLS handshake needs it. The worker's check right
+    before the run and the redirect ban still hold for it.)
+    """
+    if address is not None and urlsplit(source).scheme == "http":
+        pinned, host = pinned_http_url(source, address)
+        return [*URL_NO_REDIRECT_ARGS, "-headers", f"Host: {host}\r\n", "-i", pinned]
+    return [*URL_NO_REDIRECT_ARGS, "-i", source]
+
+
 def _input_args(
     spec_input: Mapping[str, Any],
     settings: EncodeSettings,
@@ -373,6 +391,7 @@ def _input_args(
     live: bool,
     media_root: Path | None,
     input_info: MediaInfo | None,
+    input_address: IPAddress | None = None,
 ) -> tuple[list[str], float | None, bool]:
     """Input arguments, the expected duration and whether there is an audio stream."""
     kind = spec_input.get("type")
@@ -404,8 +423,7 @@ def _input_args(
         "-protocol_whitelist",
         protocols,
         *(URL_PROBE_ARGS if kind == "url" else ()),
-        "-i",
-        str(source),
+        *(_url_input(str(source), input_address) if kind == "url" else ["-i", str(source)]),
     ]
     duration_s = input_info.duration_s if input_info else None
     has_audio = input_info.has_audio if input_info else True
@@ -459,13 +477,15 @@ def build_command(
     output_dir: str | os.PathLike[str] | None = None,
     media_root: str | os.PathLike[str] | None = None,
     input_info: MediaInfo | None = None,
+    input_address: IPAddress | None = None,
 ) -> FFmpegCommand:
     """Build the ffmpeg argument list for one job.
 
     ``spec`` is a job spec as the master validated it (``input``, ``overrides``, ``output``).
     Batch and HLS outputs go to ``output_dir/<job_id>/`` (created by the caller);
     ``input_info`` (from :func:`probe`) gives the duration and audio presence of a file or URL
-    input. Raises :class:`SpecError` naming the field for anything unsafe or inconsistent.
+    input; ``input_address`` is the checked address a plain-http input is pinned to.
+    Raises :class:`SpecError` naming the field for anything unsafe or inconsistent.
     """
     _check_job_id(job_id)
     live = scenario.kind == "live"
@@ -475,7 +495,12 @@ def build_command(
         raise SpecError("input must be an object with a type")
     root = Path(media_root) if media_root is not None else None
     input_args, duration_s, has_audio = _input_args(
-        spec_input, settings, live=live, media_root=root, input_info=input_info
+        spec_input,
+        settings,
+        live=live,
+        media_root=root,
+        input_info=input_info,
+        input_address=input_address,
     )
     argv = [
         ffmpeg,

@@ -13,6 +13,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 
+from examples.common.netpolicy import DestinationPolicy
 from examples.master.config import ConfigError, MasterConfig
 
 log = logging.getLogger("examples.master")
@@ -58,6 +59,27 @@ def _serve_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CIDR",
         help="honour X-Forwarded-For only from these proxies (repeatable)",
+    )
+
+    jobs = parser.add_argument_group("job destinations (SSRF guard)")
+    jobs.add_argument(
+        "--allow-input-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="allow http(s) inputs from HOST even if it is private or loopback (repeatable)",
+    )
+    jobs.add_argument(
+        "--allow-private-inputs",
+        action="store_true",
+        help="allow inputs from any private/loopback/link-local address (labs only)",
+    )
+    jobs.add_argument(
+        "--rtmp-allow",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow live RTMP output to HOST (any port, or only PORT); none by default",
     )
 
     limits = parser.add_argument_group("rate limits")
@@ -186,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     install_log_correlation()  # fills trace_id in every record (empty outside a span)
     try:
+        destinations = DestinationPolicy.from_options(
+            args.allow_input_host, args.allow_private_inputs, args.rtmp_allow
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         config = MasterConfig(
             db_path=args.db,
             api_key=args.api_key or None,
@@ -205,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_failure_limit=args.auth_failure_limit,
             auth_failure_window=args.auth_failure_window,
             trust_proxies=tuple(args.trust_proxy),
+            destinations=destinations,
         )
     except ConfigError as exc:
         parser.error(str(exc))
@@ -247,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the
+            # client address; the app reads it itself, from --trust-proxy peers only.
+            proxy_headers=False,
             **tls,  # type: ignore[arg-type]
         )
     finally:

@@ -16,12 +16,12 @@ from starlette.routing import Route
 from examples.common.scenarios import SCENARIOS
 from examples.common.spec import QUEUES, SpecError, validate_spec
 from examples.master import wire
-from examples.master.auth import Authenticator
+from examples.master.auth import NODE_TOKEN_HEADER, Authenticator
 from examples.master.errors import APIError
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
 from examples.master.scheduler import NodeState, Scheduler
 from examples.master.store import AttemptRecord, JobRecord
-from ffrtmp_infra.tracing import job_complete
+from ffrtmp_infra.tracing import job_complete, redact_url
 
 __all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
 
@@ -36,8 +36,22 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec as submitters see it: stream keys and URL credentials redacted.
+
+    Every submitter can read every job, so a live job's stream key (the worker gets it in
+    its assignment) is never shown back.
+    """
+    shown = dict(spec)
+    for part in ("input", "output"):
+        value = spec.get(part)
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
+            shown[part] = {**value, "url": redact_url(value["url"])}
+    return shown
+
+
 def job_json(job: JobRecord, attempts: list[AttemptRecord] | None = None) -> dict[str, Any]:
-    """A job as the API shows it (timestamps as ISO 8601 UTC)."""
+    """A job as the API shows it (timestamps as ISO 8601 UTC, secrets redacted)."""
     data: dict[str, Any] = {
         "id": job.id,
         "seq": job.seq,
@@ -45,7 +59,7 @@ def job_json(job: JobRecord, attempts: list[AttemptRecord] | None = None) -> dic
         "scenario": job.scenario,
         "queue": job.queue,
         "priority": job.priority,
-        "spec": job.spec,
+        "spec": shown_spec(job.spec),
         "node_id": job.node_id,
         "attempt": job.attempt,
         "failures": job.failures,
@@ -139,6 +153,23 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
         return endpoint
 
+    def node_guarded(handler: Handler, *, operator: bool = False) -> Handler:
+        """The worker key plus the token of the node named in the path (see auth)."""
+
+        async def endpoint(request: Request) -> Response:
+            await auth.check_node(request, request.path_params["node_id"], operator=operator)
+            return await handler(request)
+
+        return endpoint
+
+    async def own_attempt(request: Request, job_id: str, report: dict[str, Any]) -> None:
+        """403 unless the reporting node is authenticated and the attempt was given to it."""
+        await auth.check_node(request, report["node_id"])
+        holder = scheduler.attempt_node(job_id, report["attempt"])
+        if holder is not None and holder != report["node_id"]:
+            await auth.count_failure(request, "node")
+            raise APIError(403, "this attempt was assigned to another node", {"field": "node_id"})
+
     # -- public ---------------------------------------------------------------------------
 
     async def health(request: Request) -> Response:
@@ -154,6 +185,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
     async def create_job(request: Request) -> Response:
         spec = _validated(validate_spec, await read_json(request))
+        # resolving the input host may block on DNS: keep it off the event loop
+        check = scheduler.config.destinations.check_spec
+        await asyncio.to_thread(_validated, check, spec)
         job = scheduler.submit(spec)
         return JSONResponse(job_json(job), status_code=201)
 
@@ -210,7 +244,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         return JSONResponse(node_json(scheduler, state))
 
     async def remove_node(request: Request) -> Response:
-        evicted = scheduler.remove_node(request.path_params["node_id"])
+        node_id = request.path_params["node_id"]
+        evicted = scheduler.remove_node(node_id)
+        auth.credentials.revoke(node_id)
         return JSONResponse(
             {"node_id": request.path_params["node_id"], "status": "removed", "evicted": evicted}
         )
@@ -219,10 +255,25 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
     async def register(request: Request) -> Response:
         body = _validated(wire.validate_register, await read_json(request))
+        node_id = body["node_id"]
+        presented = request.headers.get(NODE_TOKEN_HEADER, "")
+        known = auth.credentials.has(node_id)
+        if known and not (presented and auth.credentials.verify(node_id, presented)):
+            # Re-registering a node needs its token: else any holder of the enrollment key
+            # could take over another node's identity, jobs and stream keys.
+            await auth.count_failure(request, "node")
+            raise APIError(
+                403,
+                f"node {node_id!r} is registered to another worker: present its "
+                f"{NODE_TOKEN_HEADER}, or have an operator DELETE /nodes/{node_id} first",
+                {"field": "node_id"},
+            )
         state = scheduler.register_node(body)
+        token = presented if known else auth.credentials.issue(node_id)
         return JSONResponse(
             {
                 "node_id": state.record.id,
+                "node_token": token,
                 "heartbeat_interval": scheduler.config.heartbeat_interval,
                 "heartbeat_timeout": scheduler.config.heartbeat_timeout,
             }
@@ -253,12 +304,14 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
     async def progress(request: Request) -> Response:
         report = _validated(wire.validate_progress, await read_json(request))
+        await own_attempt(request, request.path_params["job_id"], report)
         scheduler.progress(request.path_params["job_id"], report)
         return JSONResponse({"status": "running"})
 
     async def result(request: Request) -> Response:
         report = _validated(wire.validate_result, await read_json(request))
         job_id = request.path_params["job_id"]
+        await own_attempt(request, job_id, report)
         with job_complete(job_id, status=report["status"], attempt=report["attempt"]):
             job = scheduler.result(job_id, report)
         return JSONResponse({"status": job.status, "job_id": job.id, "attempt": job.attempt})
@@ -278,8 +331,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/nodes", guarded(submitter, list_nodes), methods=["GET"]),
         Route("/nodes/register", guarded(worker, register), methods=["POST"]),
         Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),
-        # a worker deregisters itself on SIGTERM with its own key
-        Route("/nodes/{node_id}", guarded((submitter, worker), remove_node), methods=["DELETE"]),
-        Route("/nodes/{node_id}/heartbeat", guarded(worker, heartbeat), methods=["POST"]),
-        Route("/nodes/{node_id}/claim", guarded(worker, claim), methods=["POST"]),
+        # an operator removes (and revokes) any node; a worker deregisters itself on SIGTERM
+        Route("/nodes/{node_id}", node_guarded(remove_node, operator=True), methods=["DELETE"]),
+        Route("/nodes/{node_id}/heartbeat", node_guarded(heartbeat), methods=["POST"]),
+        Route("/nodes/{node_id}/claim", node_guarded(claim), methods=["POST"]),
     ]

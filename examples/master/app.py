@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from examples.master.api import build_routes
-from examples.master.auth import Authenticator
+from examples.master.auth import Authenticator, NodeCredentials
 from examples.master.config import MasterConfig
 from examples.master.errors import APIError
 from examples.master.metrics import MasterMetrics
@@ -142,6 +142,8 @@ def create_app(
         failure_limit=config.auth_failure_limit,
         failure_window=config.auth_failure_window,
         metrics=metrics,
+        credentials=NodeCredentials(store),
+        trusted_proxies=config.trust_proxies,
     )
 
     @contextlib.asynccontextmanager

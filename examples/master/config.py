@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from examples.common.netpolicy import DestinationPolicy
 
 __all__ = ["ConfigError", "MasterConfig"]
 
@@ -26,7 +28,8 @@ class MasterConfig:
     warns loudly). ``rate_limit``/``rate_burst`` set the per-client limit in
     front of the API (``rate_limit=0`` turns it off); ``auth_failure_limit``
     failed logins per ``auth_failure_window`` lock a client out for the rest of
-    the window.
+    the window. ``destinations`` says which input hosts and live outputs jobs may
+    name (by default: public input hosts only, no live output).
     """
 
     db_path: str = "master.db"
@@ -49,6 +52,7 @@ class MasterConfig:
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
     trust_proxies: tuple[str, ...] = ()
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
         for name in (

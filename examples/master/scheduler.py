@@ -271,6 +271,16 @@ class Scheduler:
             )
         return job, active
 
+    def attempt_node(self, job_id: str, attempt: int) -> str | None:
+        """The node attempt ``attempt`` of a job was given to (``None`` if no such attempt)."""
+        active = self.active.get(job_id)
+        if active is not None and active.attempt == attempt:
+            return active.node_id
+        for record in self.store.attempts(job_id):
+            if record.attempt == attempt:
+                return record.node_id
+        return None
+
     def progress(self, job_id: str, report: dict[str, Any]) -> None:
         """Record a progress report; the first one moves the job from assigned to running."""
         job, active = self._current(job_id, report["node_id"], report["attempt"])
@@ -304,7 +314,9 @@ class Scheduler:
             else:
                 error = report.get("error") or f"ffmpeg exited with {report.get('exit_code')}"
                 self._end_attempt(job, "failed", error)
-                self._fail_attempt(job, error, result=report)
+                self._fail_attempt(
+                    job, error, result=report, retryable=report.get("retryable", True)
+                )
         return self.get_job(job.id)
 
     # -- nodes -------------------------------------------------------------------------------
@@ -657,11 +669,22 @@ class Scheduler:
     # -- shared transitions ----------------------------------------------------------------
 
     def _fail_attempt(
-        self, job: JobRecord, error: str, *, result: dict[str, Any] | None, backoff: bool = True
+        self,
+        job: JobRecord,
+        error: str,
+        *,
+        result: dict[str, Any] | None,
+        backoff: bool = True,
+        retryable: bool = True,
     ) -> None:
+        """Count a failure; retry with backoff, or dead-letter when out of retries.
+
+        ``retryable=False`` (a bad spec, a missing or unreadable input, a refused host:
+        the worker says so) dead-letters at once, since no retry could succeed.
+        """
         failures = job.failures + 1
         now = self.clock()
-        if failures > self.config.max_retries:
+        if failures > self.config.max_retries or not retryable:
             self.store.update_job(
                 job.id,
                 status="failed",

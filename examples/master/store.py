@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     registered_at REAL NOT NULL,
     last_heartbeat REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS node_tokens (
+    node_id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
@@ -223,6 +227,24 @@ class Store:
                 node.last_heartbeat,
             ),
         )
+
+    def set_node_token(self, node_id: str, token_hash: str | None) -> None:
+        """Store the hash of a node's credential (``None`` revokes it)."""
+        if token_hash is None:
+            self._write("DELETE FROM node_tokens WHERE node_id=?", (node_id,))
+        else:
+            self._write(
+                "INSERT INTO node_tokens (node_id, token_hash) VALUES (?, ?) ON CONFLICT(node_id)"
+                " DO UPDATE SET token_hash=excluded.token_hash",
+                (node_id, token_hash),
+            )
+
+    def node_token(self, node_id: str) -> str | None:
+        """The hash of a node's credential, or ``None`` if it has none."""
+        row = self._db.execute(
+            "SELECT token_hash FROM node_tokens WHERE node_id=?", (node_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def set_node_status(self, node_id: str, status: str) -> None:
         """Change a node's status (``online``, ``offline``, ``removed``)."""

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from examples.common.spec import SpecError
+from ffrtmp_infra.tracing import redact_text
 
 __all__ = [
     "NODE_ID",
@@ -173,7 +174,11 @@ def validate_result(body: Any) -> dict[str, Any]:
         outputs.append({"path": path, "size": size})
     error = body.get("error")
     log_tail = body.get("log_tail")
+    retryable = body.get("retryable", True)
+    if not isinstance(retryable, bool):
+        raise SpecError("retryable", "must be a boolean")
     report.update(
+        retryable=retryable,
         status=status,
         exit_code=_number(
             body.get("exit_code"), "exit_code", -(2**31), 2**31, integer=True, optional=True
@@ -184,7 +189,9 @@ def validate_result(body: Any) -> dict[str, Any]:
         ),
         wall_time_s=_number(body.get("wall_time_s", 0), "wall_time_s", 0, 10**7),
         speed=_number(body.get("speed"), "speed", 0, 100_000, optional=True),
-        error=None if error is None else str(error)[:_MAX_ERROR],
-        log_tail=None if log_tail is None else str(log_tail)[-_MAX_LOG_TAIL:],
+        # Shown to every submitter: a worker (older, or careless) must not leak stream
+        # keys or URL credentials through them, so they are redacted here as well.
+        error=None if error is None else redact_text(str(error)[:_MAX_ERROR]),
+        log_tail=None if log_tail is None else redact_text(str(log_tail)[-_MAX_LOG_TAIL:]),
     )
     return report

@@ -139,8 +139,18 @@ class MasterClient:
             raise SupersededError(status, error, detail)
         raise MasterError(status, error, detail, retry_after)
 
+    def set_node_token(self, token: str | None) -> None:
+        """Send this node's credential (from registration) with every later request."""
+        if token:
+            self._http.headers["X-Node-Token"] = token
+        else:
+            self._http.headers.pop("X-Node-Token", None)
+
     def register(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """``POST /nodes/register``: returns heartbeat_interval and heartbeat_timeout."""
+        """``POST /nodes/register``: heartbeat_interval, heartbeat_timeout and ``node_token``.
+
+        A node that registered before presents its token (see :meth:`set_node_token`).
+        """
         result: dict[str, Any] = self._call("POST", "/nodes/register", payload).json()
         return result
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from examples.common.netpolicy import DestinationPolicy
 from ffrtmp_infra.tracing import TracingConfig
 
 __all__ = ["WorkerConfig", "build_parser", "config_from_args", "default_node_id"]
@@ -46,7 +47,8 @@ class WorkerConfig:
 
     Capacity fields left at ``None`` are auto-detected (cores, RAM, NVIDIA GPUs, encoders).
     ``grace_s`` is how long a batch job may keep running after SIGTERM before it is handed
-    back; live jobs are handed back at once.
+    back; live jobs are handed back at once. ``destinations`` is the input-host policy
+    checked again right before ffmpeg starts (see :mod:`examples.common.netpolicy`).
     """
 
     master: str
@@ -71,6 +73,7 @@ class WorkerConfig:
     otlp_endpoint: str | None = None
     sample_ratio: float | None = None
     ffmpeg: str | None = None
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.master)
@@ -138,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-interval", type=float, default=0.5, help="seconds between reports")
     run.add_argument("--grace", type=float, default=30.0, help="SIGTERM: seconds to finish a job")
     run.add_argument("--result-retry", type=float, default=300.0, help="seconds to retry a result")
+    run.add_argument(
+        "--allow-input-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="allow http(s) inputs from HOST even if private or loopback (repeatable)",
+    )
+    run.add_argument(
+        "--allow-private-inputs",
+        action="store_true",
+        help="allow inputs from any private/loopback/link-local address (labs only)",
+    )
     run.add_argument("--ffmpeg", help="ffmpeg binary (default: FFMPEG_BINARY, PATH, imageio)")
     tls = p.add_argument_group("TLS")
     tls.add_argument("--ca-cert", type=Path, help="CA bundle that signed the master's cert")
@@ -184,4 +199,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         otlp_endpoint=args.otlp_endpoint,
         sample_ratio=args.sample_ratio,
         ffmpeg=args.ffmpeg,
+        destinations=DestinationPolicy.from_options(
+            args.allow_input_host, args.allow_private_inputs
+        ),
     )

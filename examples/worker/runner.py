@@ -36,7 +36,9 @@ from examples.common.ffmpeg import (
     parse_duration,
     probe,
 )
+from examples.common.netpolicy import DestinationPolicy
 from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
+from examples.common.spec import SpecError as SpecFieldError
 from examples.worker.client import (
     MasterClient,
     MasterError,
@@ -51,6 +53,7 @@ from examples.worker.telemetry import (
     record_process_exit,
     subprocess_env,
 )
+from ffrtmp_infra.tracing import redact_text
 
 __all__ = ["JobRunner"]
 
@@ -90,6 +93,27 @@ class _InputError(Exception):
     """The job's input exists but ffmpeg cannot read it."""
 
 
+#: What a failed network input is reported as: a category, never ffmpeg's own words, which
+#: would tell a submitter which ports are open and what answers there (the worker's log
+#: keeps the details).
+_NETWORK_FAILURES = (
+    ("Connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("Server returned", "HTTP error status"),
+    ("redirect", "redirect refused"),
+    ("Invalid data found", "not a supported media stream"),
+    ("Failed to resolve", "host not found"),
+)
+
+
+def network_failure(log_tail: str) -> str:
+    """The category of a network input failure read from ffmpeg's log."""
+    for needle, category in _NETWORK_FAILURES:
+        if needle.lower() in log_tail.lower():
+            return category
+    return "input could not be read"
+
+
 class JobRunner:
     """Executes one assignment from the master and reports its outcome.
 
@@ -106,6 +130,7 @@ class JobRunner:
         ffmpeg: str,
         output_dir: Path,
         media_root: Path | None = None,
+        destinations: DestinationPolicy | None = None,
         progress_interval_s: float = 0.5,
         result_retry_s: float = 300.0,
         on_done: Callable[[JobRunner], None] | None = None,
@@ -119,6 +144,7 @@ class JobRunner:
         self.ffmpeg = ffmpeg
         self.output_dir = output_dir
         self.media_root = media_root
+        self.destinations = destinations or DestinationPolicy()
         self.progress_interval_s = progress_interval_s
         self.result_retry_s = result_retry_s
         self.on_done = on_done
@@ -207,9 +233,25 @@ class JobRunner:
             "speed": None,
             "error": None,
             "log_tail": None,
+            "retryable": True,
         }
         base.update(fields)
+        for name in ("error", "log_tail"):
+            if base[name] is not None:
+                base[name] = self._public(str(base[name]))
         return base
+
+    def _public(self, text: str) -> str:
+        """``text`` as a submitter may see it: no secrets in URLs, no worker paths.
+
+        Stream keys and URL credentials are redacted (ffmpeg prints its output URL), and
+        the worker's media and output directories are cut from paths.
+        """
+        for root in (self.media_root, self.output_dir):
+            if root is not None:
+                for spelling in {str(root), str(root.resolve())}:
+                    text = text.replace(spelling.rstrip("/") + "/", "")
+        return redact_text(text)
 
     def _prepare(self) -> FFmpegCommand:
         """Check the spec, probe a file input, build the command, clear the output dir.
@@ -220,14 +262,19 @@ class JobRunner:
         scenario = get_scenario(str(self.spec.get("scenario")))
         spec_input = self.spec.get("input")
         info: MediaInfo | None = None
+        address = None
         if isinstance(spec_input, dict):
             source = input_source(spec_input, self.media_root)
+            if source is not None and spec_input.get("type") == "url":
+                # Checked again here, right before ffmpeg connects: the master's check is
+                # minutes old and DNS answers change. Plain http is pinned to this address.
+                address = next(iter(self.destinations.check_input(source)), None)
             # Files are probed (cheap, local). A URL is read once, by the transcode itself,
             # unless the HLS ladder must know up front whether there is an audio stream.
             needs_probe = spec_input.get("type") == "file" or scenario.kind == "hls"
             if source is not None and needs_probe:
                 try:
-                    info = probe(self.ffmpeg, source)
+                    info = probe(self.ffmpeg, source, address=address)
                 except ValueError as exc:
                     raise _InputError(str(exc)) from exc
         command = build_command(
@@ -238,6 +285,7 @@ class JobRunner:
             output_dir=self.output_dir,
             media_root=self.media_root,
             input_info=info,
+            input_address=address,
         )
         if command.job_dir is not None:
             # A previous attempt of this job on this node may have left partial files.
@@ -246,12 +294,13 @@ class JobRunner:
         return command
 
     def _execute(self) -> dict[str, Any] | None:
+        # None of these can succeed on a retry: the master fails the job at once.
         try:
             command = self._prepare()
-        except (SpecError, UnknownScenarioError) as exc:
-            return self._report("failed", error=f"invalid job spec: {exc}")
+        except (SpecError, SpecFieldError, UnknownScenarioError) as exc:
+            return self._report("failed", error=f"invalid job spec: {exc}", retryable=False)
         except _InputError as exc:
-            return self._report("failed", error=str(exc))
+            return self._report("failed", error=str(exc), retryable=False)
         early_reason = self._reason()
         if early_reason is not None:
             return self._report("handed_back") if early_reason == "handed_back" else None
@@ -346,6 +395,15 @@ class JobRunner:
             error = "ffmpeg exited with 0 but wrote no output"
         elif returncode < 0:
             error = f"ffmpeg was killed by signal {-returncode}"
+        spec_input = self.spec.get("input")
+        if isinstance(spec_input, dict) and spec_input.get("type") == "url" and returncode > 0:
+            log.warning(
+                "job %s: network input failed; ffmpeg said: %s",
+                self.job_id,
+                redact_text(log_tail or ""),
+            )
+            error = f"{error}: {network_failure(log_tail or '')}"
+            log_tail = None
         return self._report("failed", error=error, log_tail=log_tail, **fields)
 
     # -- progress reporting ---------------------------------------------------------------

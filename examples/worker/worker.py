@@ -16,6 +16,7 @@ Threads:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -150,9 +151,31 @@ class Worker:
             "version": VERSION,
         }
 
+    @property
+    def token_path(self) -> Path:
+        """Where this node keeps its credential, so a restart keeps its identity."""
+        return Path(self.config.output_dir) / f".node-token-{self.node_id}"
+
+    def _load_token(self) -> None:
+        try:
+            self.client.set_node_token(self.token_path.read_text().strip() or None)
+        except OSError:
+            self.client.set_node_token(None)
+
+    def _save_token(self, token: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.token_path, flags, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token)
+
     def _register(self) -> None:
+        self._load_token()
         answer = self.client.register(self.register_payload())
         self.heartbeat_interval = float(answer.get("heartbeat_interval", 5.0))
+        token = answer.get("node_token")
+        if isinstance(token, str) and token:
+            self._save_token(token)
+            self.client.set_node_token(token)
         self._registered.set()
         log.info(
             "registered as %s (cpu=%s ram_gb=%s gpu=%s), heartbeat every %.1fs",
@@ -201,11 +224,26 @@ class Worker:
             except NodeRemovedError:
                 self._on_removed()
                 return
-            except (MasterError, MasterUnavailableError) as exc:
+            except MasterError as exc:
+                if exc.status in (401, 403):
+                    self._on_refused(exc)
+                    return
+                log.warning("heartbeat failed: %s", exc)
+            except MasterUnavailableError as exc:
                 log.warning("heartbeat failed: %s", exc)
             # Heartbeats continue while draining: the master must not think we died.
             if self._removed.wait(self.heartbeat_interval):
                 return
+
+    def _on_refused(self, exc: MasterError) -> None:
+        """The master refused our key or node token: stop (exit code 2), whenever it happens.
+
+        Retrying would only keep failing and count toward the lockout of this host's address.
+        """
+        log.error("the master refused this worker's credentials (%s); stopping", exc)
+        self.exit_code = 2
+        self._removed.set()
+        self.stop(hand_back_now=True)
 
     def _on_removed(self) -> None:
         log.warning("this node was removed by an operator; stopping")
@@ -242,6 +280,9 @@ class Worker:
                 self._on_removed()
                 return
             except (MasterError, MasterUnavailableError) as exc:
+                if isinstance(exc, MasterError) and exc.status in (401, 403):
+                    self._on_refused(exc)
+                    return
                 pause = max(delay, getattr(exc, "retry_after", None) or 0.0)
                 log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
                 self._stopping.wait(pause)
@@ -262,6 +303,7 @@ class Worker:
             ffmpeg=self.ffmpeg,
             output_dir=Path(self.config.output_dir),
             media_root=self.config.media_root,
+            destinations=self.config.destinations,
             progress_interval_s=self.config.progress_interval_s,
             result_retry_s=self.config.result_retry_s,
             on_done=self._runner_done,

@@ -46,7 +46,9 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
         name: str = "w1",
         cpu: float = 2,
         env: dict[str, str] | None = None,
+        local_inputs: bool = True,
     ) -> Process:
+        """``local_inputs``: allow http inputs from 127.0.0.1 (where test clips are served)."""
         out = tmp_path / name / "out"
         out.mkdir(parents=True, exist_ok=True)
         args = [
@@ -66,6 +68,7 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
             "0.25",
             "--log-level",
             "DEBUG",
+            *(("--allow-input-host", "127.0.0.1") if local_inputs else ()),
             *extra,
         ]
         process = start_python(

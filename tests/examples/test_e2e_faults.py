@@ -21,6 +21,8 @@ from tests.examples.helpers import children_of, wait_until
 pytestmark = [pytest.mark.ffmpeg, pytest.mark.slow]
 
 SlowClip = Callable[[float, float], str]
+#: the slow clips are served from loopback, which the SSRF guard refuses by default
+LOCAL_CLIPS = ("--allow-input-host", "127.0.0.1")
 
 
 def slow_spec(url: str) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def completed_attempts(job: dict[str, Any]) -> list[dict[str, Any]]:
 def test_kill_9_mid_transcode_requeues_to_the_other_worker_and_marks_the_node_offline(
     start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
 ) -> None:
-    master = start_master()
+    master = start_master(*LOCAL_CLIPS)
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
     url = slow_clip(3, 5)
     with master.client() as api:
@@ -80,7 +82,7 @@ def test_kill_9_mid_transcode_requeues_to_the_other_worker_and_marks_the_node_of
 def test_a_frozen_worker_that_comes_back_cannot_complete_the_reassigned_job(
     start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
 ) -> None:
-    master = start_master()
+    master = start_master(*LOCAL_CLIPS)
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
     url = slow_clip(3, 5)
     with master.client() as api:
@@ -117,7 +119,7 @@ def test_a_frozen_worker_that_comes_back_cannot_complete_the_reassigned_job(
 def test_master_restart_mid_run_loses_nothing_and_completes_nothing_twice(
     start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
 ) -> None:
-    master = start_master()
+    master = start_master(*LOCAL_CLIPS)
     workers = [start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")]
     url = slow_clip(2, 4)
     tiny = {
@@ -158,7 +160,7 @@ def test_master_restart_mid_run_loses_nothing_and_completes_nothing_twice(
 def test_sigterm_deregisters_the_worker_with_its_own_key(
     start_master: MasterFactory, start_worker: WorkerFactory
 ) -> None:
-    master = start_master()
+    master = start_master(*LOCAL_CLIPS)
     worker = start_worker(master.url, name="w1", env=master.env)
     with master.client() as api:
         wait_until(lambda: node_status(api, "w1") == "online", timeout=60, what="w1 online")

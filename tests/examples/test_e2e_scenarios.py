@@ -51,7 +51,7 @@ def test_every_scenario_completes_with_outputs_of_the_input_duration(
     ffmpeg: FFmpeg,
     tmp_path: Path,
 ) -> None:
-    master = start_master()
+    master = start_master("--rtmp-allow", "127.0.0.1")
     for name in ("w1", "w2"):
         start_worker(master.url, name=name, env=master.env)
     receiver = rtmp_receiver()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ class Master:
     url: str
     app: MasterApp
     client: httpx.Client
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def node(self, node_id: str) -> dict[str, str]:
+        """Headers of node ``node_id``: the worker key and its node token."""
+        return {**WORKER, "X-Node-Token": self.tokens.get(node_id, "")}
 
     def submit(self, **spec: Any) -> dict[str, Any]:
         body = {"scenario": "720p-h264", "input": {"type": "testsrc", "duration": 2}, **spec}
@@ -41,14 +47,18 @@ class Master:
             "encoders": ["libx264", "aac"],
             "version": "test",
         }
-        response = self.client.post("/nodes/register", json=body, headers=WORKER)
+        response = self.client.post("/nodes/register", json=body, headers=self.node(node_id))
         assert response.status_code == 200, response.text
+        self.tokens[node_id] = response.json()["node_token"]
 
     def claim(self, node_id: str, wait: float = 5.0) -> httpx.Response:
-        return self.client.post(f"/nodes/{node_id}/claim", json={"wait": wait}, headers=WORKER)
+        return self.client.post(
+            f"/nodes/{node_id}/claim", json={"wait": wait}, headers=self.node(node_id)
+        )
 
     def report(self, job_id: str, kind: str, **body: Any) -> httpx.Response:
-        return self.client.post(f"/jobs/{job_id}/{kind}", json=body, headers=WORKER)
+        headers = self.node(str(body.get("node_id")))
+        return self.client.post(f"/jobs/{job_id}/{kind}", json=body, headers=headers)
 
 
 def _serve(tmp_path: Path, **config: Any) -> Iterator[Master]:
@@ -163,7 +173,7 @@ def test_long_poll_claim_gets_a_job_submitted_while_waiting(master: Master) -> N
         box: dict[str, httpx.Response] = {}
 
         def wait_for_job() -> None:
-            box["r"] = other.post("/nodes/w1/claim", json={"wait": 20}, headers=WORKER)
+            box["r"] = other.post("/nodes/w1/claim", json={"wait": 20}, headers=master.node("w1"))
 
         waiter = threading.Thread(target=wait_for_job)
         waiter.start()
@@ -186,15 +196,17 @@ def test_unknown_node_gets_404_and_removed_node_410(master: Master) -> None:
     master.register("w1")
     removed = master.client.delete("/nodes/w1", headers=SUBMIT)
     assert removed.json() == {"node_id": "w1", "status": "removed", "evicted": []}
-    beat = master.client.post("/nodes/w1/heartbeat", json={"running": []}, headers=WORKER)
+    beat = master.client.post(
+        "/nodes/w1/heartbeat", json={"running": []}, headers=master.node("w1")
+    )
     assert beat.status_code == 410
 
 
-def test_a_worker_deregisters_its_node_with_the_worker_key(master: Master) -> None:
+def test_a_worker_deregisters_its_node_with_its_node_token(master: Master) -> None:
     master.register("w1")
     denied = master.client.delete("/nodes/w1", headers={"Authorization": "Bearer wrong"})
     assert denied.status_code == 401
-    removed = master.client.delete("/nodes/w1", headers=WORKER)
+    removed = master.client.delete("/nodes/w1", headers=master.node("w1"))
     assert removed.status_code == 200, removed.text
     assert removed.json()["status"] == "removed"
     assert master.client.get("/nodes/w1", headers=SUBMIT).status_code == 410  # gone
@@ -297,7 +309,9 @@ def test_heartbeat_timeout_marks_node_offline_and_requeues(master: Master) -> No
     survivor = "w2" if holder == "w1" else "w1"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        master.client.post(f"/nodes/{survivor}/heartbeat", json={"running": []}, headers=WORKER)
+        master.client.post(
+            f"/nodes/{survivor}/heartbeat", json={"running": []}, headers=master.node(survivor)
+        )
         status = master.client.get(f"/nodes/{holder}", headers=SUBMIT).json()["status"]
         if status == "offline":
             break
@@ -320,6 +334,7 @@ def test_restart_recovers_jobs_and_accepts_the_running_attempt(tmp_path: Path) -
 
     second = _serve(tmp_path)
     m2 = next(second)
+    m2.tokens = m.tokens  # the worker keeps its node token across the master's restart
     try:
         assert m2.client.get(f"/jobs/{queued['id']}", headers=SUBMIT).json()["status"] == "queued"
         done = m2.report(running["id"], "result", node_id="w1", attempt=1, status="completed")
@@ -358,7 +373,7 @@ def test_a_claim_whose_worker_hung_up_does_not_swallow_the_next_job(master: Mast
         httpx.Client(base_url=master.url, timeout=0.3) as impatient,
         pytest.raises(httpx.ReadTimeout),
     ):
-        impatient.post("/nodes/w1/claim", json={"wait": 20}, headers=WORKER)
+        impatient.post("/nodes/w1/claim", json={"wait": 20}, headers=master.node("w1"))
     time.sleep(0.2)  # the server notices the closed connection
     job = master.submit()
     time.sleep(0.3)  # a claim still waiting for the gone worker would take the job now

@@ -108,7 +108,7 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
         ) as url,
         httpx.Client(base_url=url, timeout=10) as client,
     ):
-        client.post(
+        registered = client.post(
             "/nodes/register",
             json={
                 "node_id": "w1",
@@ -116,7 +116,9 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
                 "encoders": ["libx264", "aac"],
             },
             headers=worker,
-        ).raise_for_status()
+        )
+        registered.raise_for_status()
+        worker["X-Node-Token"] = registered.json()["node_token"]
         job = client.post(
             "/jobs", json={"scenario": "480p-h264"}, headers={"Authorization": f"Bearer {API_KEY}"}
         ).json()

@@ -54,3 +54,18 @@ def make_app() -> Starlette:
             Mount("/admin", app=nested),
         ]
     )
+
+
+def with_test_client_address(app):  # type: ignore[no-untyped-def]
+    """``app`` seeing the peer newer TestClients report (``testclient:50000``).
+
+    Starlette's TestClient sets ``scope["client"]`` only from 0.37 on; the tests
+    check how the middleware maps it, whichever Starlette is installed.
+    """
+
+    async def wrapper(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "lifespan" and scope.get("client") is None:
+            scope["client"] = ("testclient", 50000)
+        await app(scope, receive, send)
+
+    return wrapper

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.testclient import TestClient
 
 from ffrtmp_infra.tracing import TracingMiddleware
-from tests.tracing.apps import make_app
+from tests.tracing.apps import make_app, with_test_client_address
 from tests.tracing.conftest import ratio_provider
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -29,7 +29,7 @@ def no_env_exclusions(monkeypatch: pytest.MonkeyPatch) -> None:
 def client_for(provider: TracerProvider, **kwargs: object) -> TestClient:
     app = make_app()
     app.add_middleware(TracingMiddleware, tracer_provider=provider, **kwargs)
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(with_test_client_address(app), raise_server_exceptions=False)
 
 
 def test_one_server_span_named_after_the_route_template(
@@ -366,3 +366,66 @@ def test_a_mounted_plain_asgi_app_is_named_by_its_mount_path(
     TestClient(app).get("/static/css/site.css")
     [span] = exporter.get_finished_spans()
     assert span.name == "GET /static"
+
+
+def forget_route(app):  # type: ignore[no-untyped-def]
+    """ASGI wrapper that removes ``scope["route"]`` after the app ran: Starlette before 1.7."""
+
+    async def wrapper(scope, receive, send):  # type: ignore[no-untyped-def]
+        try:
+            await app(scope, receive, send)
+        finally:
+            scope.pop("route", None)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("route_in_scope", [True, False], ids=["starlette>=1.7", "older"])
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "/jobs/42", "GET /jobs/{job_id}"),
+        ("GET", "/admin/nodes/n1", "GET /admin/nodes/{node_id}"),
+        ("POST", "/jobs/42", "POST /jobs/{job_id}"),  # 405: the partial match names it
+        ("GET", "/static/css/site.css", "GET /static"),
+        ("GET", "/nope", "GET"),
+    ],
+)
+def test_route_names_do_not_depend_on_starlette_recording_the_route(
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    route_in_scope: bool,
+    method: str,
+    path: str,
+    name: str,
+) -> None:
+    from starlette.routing import Mount
+
+    async def files(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    app = make_app()
+    app.router.routes.append(Mount("/static", app=files))
+    if not route_in_scope:
+        app.add_middleware(forget_route)
+    app.add_middleware(TracingMiddleware, tracer_provider=provider, excluded_urls=())
+    TestClient(app, raise_server_exceptions=False).request(method, path)
+    [span] = exporter.get_finished_spans()
+    assert span.name == name
+
+
+@pytest.mark.parametrize("route_in_scope", [True, False], ids=["starlette>=1.7", "older"])
+def test_websocket_route_names_without_a_recorded_route(
+    provider: TracerProvider, exporter: InMemorySpanExporter, route_in_scope: bool
+) -> None:
+    app = make_app()
+    if not route_in_scope:
+        app.add_middleware(forget_route)
+    app.add_middleware(TracingMiddleware, tracer_provider=provider, excluded_urls=())
+    with TestClient(app).websocket_connect("/agents/a1/ws") as ws:
+        for text in ("a", "b", "c"):
+            ws.send_text(text)
+            assert ws.receive_text() == text
+    [span] = exporter.get_finished_spans()
+    assert span.name == "WEBSOCKET /agents/{agent_id}/ws"

@@ -28,6 +28,7 @@ from ffrtmp_infra.tracing import (
     inject_headers,
     subprocess_env,
 )
+from ffrtmp_infra.tracing._compat import RANDOM_TRACE_ID
 from tests.support.otlp import OTLPReceiver
 from tests.support.servers import serve_asgi
 
@@ -47,7 +48,8 @@ def test_inject_and_extract_round_trip(provider: TracerProvider) -> None:
         finally:
             context.detach(token)
     sc = span.get_span_context()
-    assert headers["traceparent"] == f"00-{hexid(sc.trace_id, 32)}-{hexid(sc.span_id, 16)}-03"
+    flags = f"{0x01 | RANDOM_TRACE_ID:02x}"  # sampled, plus "random" where the SDK sets it
+    assert headers["traceparent"] == f"00-{hexid(sc.trace_id, 32)}-{hexid(sc.span_id, 16)}-{flags}"
     assert headers["baggage"] == "job.id=j-1"
     # Header names match case-insensitively, as they arrive from many clients.
     extracted = extract_headers({"TraceParent": headers["traceparent"], "Baggage": "job.id=j-1"})

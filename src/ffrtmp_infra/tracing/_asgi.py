@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import get_global_textmap
-from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.http_attributes import (
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ffrtmp_infra.tracing._attributes import (
+    CLIENT_ADDRESS,
+    CLIENT_PORT,
+    ERROR_TYPE,
     HTTP_REQUEST_METHOD,
     HTTP_REQUEST_METHOD_ORIGINAL,
     HTTP_RESPONSE_STATUS_CODE,
     HTTP_ROUTE,
+    NETWORK_PROTOCOL_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_PATH,
+    URL_QUERY,
+    URL_SCHEME,
+    USER_AGENT_ORIGINAL,
 )
-from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
-from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.routing import Mount
-
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
@@ -32,6 +37,7 @@ from ffrtmp_infra.tracing._server import (
     Plan,
     PropagationFields,
     context_with_span,
+    global_provider,
     normalize_method,
     parse_host,
     redact_query,
@@ -51,17 +57,66 @@ _MARK = "ffrtmp.tracing"  # set in the scope while a span is open: nested copies
 _ENV_VARS = ("OTEL_PYTHON_ASGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 
 
-def _route(scope: Scope) -> str | None:
-    """The matched route template, as Starlette (>= 1.7) leaves it in the scope."""
+_MAX_ROUTER_DEPTH = 16  # nested mounts followed when matching a request again
+
+
+def _route(scope: Scope, entry_root_path: str) -> str | None:
+    """The matched route template (``/admin/nodes/{node_id}``), or None when unknown.
+
+    Starlette >= 1.7 (and FastAPI's own routes on any version) leave the
+    matched route in ``scope["route"]``; for older Starlette the request is
+    matched again (see :func:`_rematch`). Starlette is never imported here:
+    if no Starlette router ran, its module need not even be loaded.
+    """
+    routing = sys.modules.get("starlette.routing")
     route = scope.get("route")
+    root_path: str = scope.get("root_path", "")
     if route is None:
-        return None
+        if routing is None or "endpoint" not in scope:  # no router ran, or nothing matched
+            return None
+        try:
+            found = _rematch(routing, scope, entry_root_path)
+        except Exception:  # naming is best effort: never break the request over it
+            return None
+        if found is None:
+            return None
+        route, root_path = found
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
-    if isinstance(route, Mount):  # a mounted app that is not itself a Starlette router
-        return scope.get("root_path") or "/"
-    return (scope.get("root_path", "").rstrip("/") + path_format) or "/"
+    if routing is not None and isinstance(route, routing.Mount):
+        return root_path or "/"  # a mounted app that is not itself a Starlette router
+    return (root_path.rstrip("/") + path_format) or "/"
+
+
+def _rematch(routing: ModuleType, scope: Scope, entry_root_path: str) -> tuple[Any, str] | None:
+    """(route, root path) the Starlette routers chose, for Starlette < 1.7.
+
+    Those releases record no route in the scope, so the routes are matched
+    again the way ``Router.app`` does (first full match, else first partial),
+    from the outermost router down through mounts. Only for recorded spans.
+    """
+    routes = getattr(scope.get("router"), "routes", None)
+    probe: Scope = {**scope, "root_path": entry_root_path}
+    for _ in range(_MAX_ROUTER_DEPTH):
+        if not routes:
+            return None
+        chosen = None
+        for candidate in routes:
+            match, child = candidate.matches(probe)
+            if match is routing.Match.FULL:
+                chosen = (candidate, child)
+                break
+            if match is routing.Match.PARTIAL and chosen is None:
+                chosen = (candidate, child)
+        if chosen is None:
+            return None
+        route, child = chosen
+        probe = {**probe, **child}
+        routes = getattr(route, "routes", None)  # a Mount or Host around a router: go in
+        if not routes:
+            return route, probe.get("root_path", "")
+    return None
 
 
 class TracingMiddleware:
@@ -105,7 +160,7 @@ class TracingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Hot path, written for the unsampled and disabled cases: no helper
         # calls, no attribute building, until the sampler's answer is known.
-        provider = self._fixed_provider or trace._TRACER_PROVIDER
+        provider = self._fixed_provider or global_provider()
         if provider is None:
             await self.app(scope, receive, send)
             return
@@ -185,6 +240,7 @@ class TracingMiddleware:
                 ended_at = time.time_ns()
             await send(message)
 
+        entry_root_path = scope.get("root_path", "")
         scope[_MARK] = True
         raised = False
         try:
@@ -202,7 +258,7 @@ class TracingMiddleware:
                 if status_code >= 500 and not raised:
                     response[ERROR_TYPE] = str(status_code)
                     span.set_status(Status(StatusCode.ERROR))
-            route = _route(scope)
+            route = _route(scope, entry_root_path)
             if route is not None:
                 response[HTTP_ROUTE] = route
                 if scope["type"] == "http":

@@ -9,15 +9,15 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes.process_attributes import (
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ffrtmp_infra.tracing._attributes import (
+    ERROR_TYPE,
     PROCESS_COMMAND_ARGS,
     PROCESS_EXECUTABLE_NAME,
     PROCESS_EXIT_CODE,
     PROCESS_PID,
 )
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import Span, Status, StatusCode
-
 from ffrtmp_infra.tracing._propagation import subprocess_env
 from ffrtmp_infra.tracing._redact import redact_argv
 from ffrtmp_infra.tracing._spans import AttributeValue, DomainSpan, _namespaced
@@ -35,7 +35,10 @@ def _argv(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def ffmpeg_run(argv: Sequence[str | os.PathLike[str]], **attrs: Any) -> DomainSpan:
-    """Span ``ffmpeg.run`` for a subprocess you start yourself.
+    """Span ``ffmpeg.run`` for a subprocess you start yourself (no process is run).
+
+    The span helper, named after the span like ``job_create``; to *run* ffmpeg
+    inside such a span use :func:`run_ffmpeg` / :func:`arun_ffmpeg`.
 
     Sets ``process.executable.name`` and ``process.command_args`` (redacted:
     URL credentials, RTMP stream keys, secret option values). ``job_id=``
@@ -74,12 +77,41 @@ def record_process_exit(span: Span, returncode: int, *, pid: int | None = None) 
     span.set_status(Status(StatusCode.ERROR, f"process {reason}"))
 
 
+def _prepare(
+    argv: Sequence[str | os.PathLike[str]],
+    input: bytes | None,
+    capture_output: bool,
+    popen_kwargs: dict[str, Any],
+) -> tuple[list[str], Any]:
+    """Validate ``argv`` and fill the pipe keywords in place; returns (args, the caller's env)."""
+    args = _argv(argv)
+    if popen_kwargs.get("shell"):
+        raise ValueError("run_ffmpeg never runs a shell: pass argv as a list, without shell=True")
+    if capture_output:
+        popen_kwargs.setdefault("stdout", subprocess.PIPE)
+        popen_kwargs.setdefault("stderr", subprocess.PIPE)
+    if input is not None:
+        popen_kwargs.setdefault("stdin", subprocess.PIPE)
+    return args, popen_kwargs.pop("env", None)
+
+
+def _completed(
+    span: Span, args: list[str], returncode: int, stdout: Any, stderr: Any, check: bool
+) -> subprocess.CompletedProcess[Any]:
+    record_process_exit(span, returncode)
+    completed = subprocess.CompletedProcess(args, returncode, stdout, stderr)
+    if check:
+        completed.check_returncode()
+    return completed
+
+
 def run_ffmpeg(
     argv: Sequence[str | os.PathLike[str]],
     *,
     job_id: str | None = None,
     check: bool = False,
     input: bytes | None = None,
+    capture_output: bool = False,
     timeout: float | None = None,
     **popen_kwargs: Any,
 ) -> subprocess.CompletedProcess[Any]:
@@ -91,15 +123,7 @@ def run_ffmpeg(
     the pid, exit code and error status; a timeout kills the process and is
     recorded. ``check=True`` raises ``CalledProcessError`` on a non-zero exit.
     """
-    args = _argv(argv)
-    if popen_kwargs.get("shell"):
-        raise ValueError("run_ffmpeg never runs a shell: pass argv as a list, without shell=True")
-    if popen_kwargs.pop("capture_output", False):
-        popen_kwargs.setdefault("stdout", subprocess.PIPE)
-        popen_kwargs.setdefault("stderr", subprocess.PIPE)
-    if input is not None:
-        popen_kwargs.setdefault("stdin", subprocess.PIPE)
-    base_env = popen_kwargs.pop("env", None)
+    args, base_env = _prepare(argv, input, capture_output, popen_kwargs)
     with ffmpeg_run(args, job_id=job_id) as span:
         env = subprocess_env(base_env)  # inside the span: the child's parent is ffmpeg.run
         # argv is a list handed to exec, never a shell: nothing is interpreted.
@@ -115,11 +139,7 @@ def run_ffmpeg(
             except BaseException:
                 process.kill()
                 raise
-        record_process_exit(span, process.returncode)
-        completed = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
-        if check:
-            completed.check_returncode()
-        return completed
+        return _completed(span, args, process.returncode, stdout, stderr, check)
 
 
 async def arun_ffmpeg(
@@ -133,17 +153,12 @@ async def arun_ffmpeg(
 ) -> subprocess.CompletedProcess[bytes]:
     """:func:`run_ffmpeg` for asyncio (``asyncio.create_subprocess_exec``; bytes output).
 
-    For a deadline use ``async with asyncio.timeout(s):`` around the call:
-    cancelling the awaiting task kills the process, and the span records the
-    (negative) exit code as an error.
+    Same validation, span and result; only the waiting differs. For a deadline
+    use ``async with asyncio.timeout(s):`` around the call: cancelling the
+    awaiting task kills the process, and the span records the (negative) exit
+    code as an error.
     """
-    args = _argv(argv)
-    if capture_output:
-        exec_kwargs.setdefault("stdout", subprocess.PIPE)
-        exec_kwargs.setdefault("stderr", subprocess.PIPE)
-    if input is not None:
-        exec_kwargs.setdefault("stdin", subprocess.PIPE)
-    base_env = exec_kwargs.pop("env", None)
+    args, base_env = _prepare(argv, input, capture_output, exec_kwargs)
     async with ffmpeg_run(args, job_id=job_id) as span:
         env = subprocess_env(base_env)
         process = await asyncio.create_subprocess_exec(*args, env=env, **exec_kwargs)
@@ -152,12 +167,7 @@ async def arun_ffmpeg(
             stdout, stderr = await process.communicate(input)
         except asyncio.CancelledError:
             process.kill()
-            returncode = await asyncio.shield(process.wait())
-            record_process_exit(span, returncode)
+            record_process_exit(span, await asyncio.shield(process.wait()))
             raise
         returncode = process.returncode if process.returncode is not None else await process.wait()
-        record_process_exit(span, returncode)
-        completed = subprocess.CompletedProcess(args, returncode, stdout, stderr)
-        if check:
-            completed.check_returncode()
-        return completed
+        return _completed(span, args, returncode, stdout, stderr, check)

@@ -109,7 +109,7 @@ def httpx_request_hook(request: Any) -> None:
 
 async def async_httpx_request_hook(request: Any) -> None:
     """The :func:`httpx_request_hook` for ``httpx.AsyncClient``."""
-    propagate.inject(request.headers)
+    httpx_request_hook(request)
 
 
 def subprocess_env(

@@ -40,9 +40,15 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from ffrtmp_infra import __version__
+from ffrtmp_infra.tracing._compat import (
+    RANDOM_TRACE_ID,
+    fresh_context_with_span,
+    global_provider,
+    ids_are_random,
+    parent_based_delegates,
+)
 from ffrtmp_infra.tracing._errors import ConfigurationError
 
 __all__ = [
@@ -81,20 +87,6 @@ _SENSITIVE_QUERY_KEYS = frozenset(
     }
 )  # fmt: skip
 REDACTED = "REDACTED"
-
-try:  # read directly: trace.get_tracer_provider() costs ~1 µs per call without a provider
-    trace._TRACER_PROVIDER  # noqa: B018
-    _HAS_GLOBAL_SLOT = True
-except AttributeError:  # pragma: no cover  (a future API without the module global)
-    _HAS_GLOBAL_SLOT = False
-
-
-def global_provider() -> trace.TracerProvider | None:
-    """The installed global provider, or None while only the proxy is there."""
-    if _HAS_GLOBAL_SLOT:
-        return trace._TRACER_PROVIDER
-    provider = trace.get_tracer_provider()  # pragma: no cover
-    return None if isinstance(provider, trace.ProxyTracerProvider) else provider  # pragma: no cover
 
 
 def normalize_method(method: str) -> tuple[str, str | None]:
@@ -170,14 +162,8 @@ def _always_drops(sampler: Sampler) -> bool:
 def _attribute_blind(sampler: Sampler) -> bool:
     """Samplers that ignore span attributes, so they need not be built before sampling."""
     if isinstance(sampler, ParentBased):
-        delegates = (
-            sampler._root,
-            sampler._remote_parent_sampled,
-            sampler._remote_parent_not_sampled,
-            sampler._local_parent_sampled,
-            sampler._local_parent_not_sampled,
-        )
-        return all(_attribute_blind(d) for d in delegates)
+        delegates = parent_based_delegates(sampler)
+        return delegates is not None and all(_attribute_blind(d) for d in delegates.all())
     return isinstance(sampler, StaticSampler | TraceIdRatioBased)
 
 
@@ -239,10 +225,15 @@ class Plan:
         if not isinstance(tracer, SdkTracer):
             return cls(provider, tracer)  # another SDK: always the plain API path
         sampler = tracer.sampler
-        root = sampler._root if isinstance(sampler, ParentBased) else sampler
+        # A parent-based sampler whose delegates cannot be read (see _compat) is
+        # its own "root": not a known dropper, so the SDK decides every request.
+        delegates = parent_based_delegates(sampler) if isinstance(sampler, ParentBased) else None
+        root = delegates.root if delegates is not None else sampler
         drop_roots = _always_drops(root)
-        if isinstance(sampler, ParentBased):
-            drop_unsampled = _always_drops(sampler._remote_parent_not_sampled)
+        if delegates is not None:
+            drop_unsampled = _always_drops(delegates.remote_parent_not_sampled)
+        elif isinstance(sampler, ParentBased):
+            drop_unsampled = False
         else:
             drop_unsampled = drop_roots
         generator = tracer.id_generator
@@ -253,7 +244,7 @@ class Plan:
             and 0 < root.bound <= _TRACE_ID_LIMIT
         ):
             root_bound = root.bound
-        random_flag = TraceFlags.RANDOM_TRACE_ID if generator.is_trace_id_random() else 0
+        random_flag = RANDOM_TRACE_ID if ids_are_random(generator) else 0
         return cls(
             provider,
             tracer,
@@ -324,7 +315,7 @@ class Plan:
             if not self.drop_unsampled_remote:
                 return None
             trace_id = parent.trace_id
-            flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
+            flags = parent.trace_flags & RANDOM_TRACE_ID
             state = parent.trace_state
         else:
             return None
@@ -373,13 +364,9 @@ class PropagationFields:
 
 
 def context_with_span(span: Span, parent: Context | None) -> Context:
-    """``parent`` (None: a fresh, empty context) with ``span`` as the current span.
-
-    For None it builds the Context directly with the API's (private) span key:
-    half the cost of ``set_span_in_context(span, Context())``, on the hot path.
-    """
+    """``parent`` (None: a fresh, empty context) with ``span`` as the current span."""
     if parent is None:
-        return Context({_SPAN_KEY: span})
+        return fresh_context_with_span(span)
     return trace.set_span_in_context(span, parent)
 
 

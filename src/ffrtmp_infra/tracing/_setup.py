@@ -11,10 +11,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.semconv.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
-from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
 
 from ffrtmp_infra import __version__
+from ffrtmp_infra.tracing._attributes import (
+    DEPLOYMENT_ENVIRONMENT_NAME,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+)
 from ffrtmp_infra.tracing._config import TracingConfig, _env_flag_disabled
 from ffrtmp_infra.tracing._errors import MissingExtraError
 from ffrtmp_infra.tracing._server import SamplingIdGenerator

@@ -22,20 +22,18 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.semconv.attributes.db_attributes import (
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ffrtmp_infra import __version__
+from ffrtmp_infra.tracing._attributes import (
     DB_COLLECTION_NAME,
     DB_OPERATION_NAME,
     DB_SYSTEM_NAME,
-)
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.exception_attributes import (
+    ERROR_TYPE,
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
     EXCEPTION_TYPE,
 )
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-
-from ffrtmp_infra import __version__
 from ffrtmp_infra.tracing._redact import redact_text
 from ffrtmp_infra.tracing._server import (
     INSTRUMENTATION_NAME,

@@ -10,20 +10,24 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.semconv.attributes.client_attributes import CLIENT_ADDRESS, CLIENT_PORT
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.http_attributes import (
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ffrtmp_infra.tracing._attributes import (
+    CLIENT_ADDRESS,
+    CLIENT_PORT,
+    ERROR_TYPE,
     HTTP_REQUEST_METHOD,
     HTTP_REQUEST_METHOD_ORIGINAL,
     HTTP_RESPONSE_STATUS_CODE,
     HTTP_ROUTE,
+    NETWORK_PROTOCOL_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_PATH,
+    URL_QUERY,
+    URL_SCHEME,
+    USER_AGENT_ORIGINAL,
 )
-from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_QUERY, URL_SCHEME
-from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._server import (
     Attributes,
