@@ -31,7 +31,7 @@ SUBPACKAGES = ("ratelimit", "resources", "tracing")
 
 
 def discovered_pairs() -> set[str]:
-    """``subpackage.Owner.name`` for every public ``name``/``aname`` pair."""
+    """``subpackage.Owner.name`` for every public ``name``/``aname`` (or ``async_name``) pair."""
     pairs = set()
     for sub in SUBPACKAGES:
         module = importlib.import_module(f"ffrtmp_infra.{sub}")
@@ -40,14 +40,18 @@ def discovered_pairs() -> set[str]:
             if inspect.isclass(obj):
                 members = {n for n in dir(obj) if not n.startswith("_")}
                 owner, functions = export, {n: getattr(obj, n) for n in members}
-            elif inspect.iscoroutinefunction(obj) and export.startswith("a"):
+            elif inspect.iscoroutinefunction(obj):
                 owner, functions = "<module>", {export: obj}
                 members = set(module.__all__)
             else:
                 continue
             for name, fn in functions.items():
-                if name.startswith("a") and name[1:] in members and inspect.iscoroutinefunction(fn):
-                    pairs.add(f"{sub}.{owner}.{name[1:]}")
+                if not inspect.iscoroutinefunction(fn):
+                    continue
+                for prefix in ("async_", "a"):  # arun_ffmpeg, async_httpx_request_hook
+                    if name.startswith(prefix) and name[len(prefix) :] in members:
+                        pairs.add(f"{sub}.{owner}.{name[len(prefix) :]}")
+                        break
     return pairs
 
 
@@ -294,6 +298,8 @@ def test_tracing_twins_agree(ffmpeg: FFmpeg) -> None:
 
 
 TRACING_PAIRS = {"tracing.<module>.run_ffmpeg"}
+# Pairs whose case table lives beside their subpackage's other tests (with spans).
+ELSEWHERE = {"tracing.<module>.httpx_request_hook": "tests.tracing.test_twins"}
 
 
 # ------------------------------------------------------------------ coverage
@@ -303,6 +309,12 @@ def test_every_sync_async_pair_has_a_case_table() -> None:
     for backend in ("Backend", "MemoryBackend", "RedisBackend"):
         covered |= {f"resources.{backend}.{n}" for n in BACKEND_VIA}
     covered |= TRACING_PAIRS
+    for pair, module_name in ELSEWHERE.items():
+        name = pair.rsplit(".", 1)[1]
+        module = importlib.import_module(module_name)
+        assert hasattr(module, name), pair
+        assert hasattr(module, f"async_{name}"), pair
+        covered.add(pair)
     assert discovered_pairs() == covered
 
 
