@@ -30,6 +30,24 @@ def _serve_parser() -> argparse.ArgumentParser:
     net.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     net.add_argument("--db", default="master.db", help="SQLite file (default master.db)")
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    net.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        help="open connections at most (lowered to fit the descriptor limit; default 4096)",
+    )
+    net.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=64,
+        help="open connections per peer address, trusted proxies exempt (default 64)",
+    )
+    net.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to send a complete request head (default 10)",
+    )
 
     sec = parser.add_argument_group("security")
     sec.add_argument(
@@ -139,17 +157,26 @@ def _gen_certs(argv: Sequence[str]) -> int:
         metavar="NAME",
         help="only sign a new client certificate NAME.crt/key with the CA already in --out",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite existing certificates and keys"
+    )
     args = parser.parse_args(argv)
     if args.add_client:
         try:
-            cert, key = issue_client_cert(args.out, args.add_client, days=args.days)
+            cert, key = issue_client_cert(
+                args.out, args.add_client, days=args.days, force=args.force
+            )
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
         print(f"client_cert  {cert}\nclient_key   {key}")
         return 0
     try:
         paths = generate_certs(
-            args.out, hosts=args.host, client_name=args.client_name, days=args.days
+            args.out,
+            hosts=args.host,
+            client_name=args.client_name,
+            days=args.days,
+            force=args.force,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -167,7 +194,10 @@ def _tls_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
 
         directory = Path(args.tls_auto)
         if not (directory / "server.crt").exists():
-            generate_certs(directory)
+            try:
+                generate_certs(directory)
+            except ValueError as exc:
+                parser.error(f"--tls-auto: {exc}")
             log.warning("generated a CA and certificates in %s", directory)
         cert, key = str(directory / "server.crt"), str(directory / "server.key")
     if bool(cert) != bool(key):
@@ -250,8 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from examples.master.app import create_app
+    from examples.master.connguard import (
+        FD_RESERVE,
+        ConnectionGuard,
+        guarded_protocol,
+        raise_fd_limit,
+    )
     from ffrtmp_infra.tracing import TracingConfig, init_tracer
 
     try:
@@ -260,6 +297,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             otlp_endpoint=args.otlp_endpoint,
             enabled=_tracing_wanted(args.otlp_endpoint),
             sample_ratio=args.sample_ratio,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    descriptors = raise_fd_limit()
+    max_connections = min(args.max_connections, max(64, descriptors - FD_RESERVE))
+    if max_connections < args.max_connections:
+        log.warning(
+            "--max-connections lowered to %d to fit the descriptor limit (%d)",
+            max_connections,
+            descriptors,
+        )
+    try:
+        guard = ConnectionGuard(
+            max_connections=max_connections,
+            max_per_client=args.max_connections_per_client,
+            header_timeout=args.header_timeout,
+            trusted_proxies=config.trust_proxies,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -279,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the
             # client address; the app reads it itself, from --trust-proxy peers only.
             proxy_headers=False,
+            http=guarded_protocol(AutoHTTPProtocol, guard),
             **tls,  # type: ignore[arg-type]
         )
     finally:

@@ -4,7 +4,13 @@ Keys are ECDSA P-256 (fast handshakes, small certificates); certificates are
 valid for ``days`` days. The server certificate always covers ``localhost``,
 ``127.0.0.1`` and ``::1`` plus the hosts and addresses you name; the client
 certificate (``client.crt``) is what workers present when the master requires
-mTLS. Private keys are written with mode 0600.
+mTLS.
+
+Modes are explicit, whatever the umask: a directory it creates is 0700, keys are 0600
+and certificates 0644. Every file is created exclusively without following symlinks
+(``O_EXCL | O_NOFOLLOW``), so a planted link cannot redirect a key, and existing files
+are not overwritten unless ``force`` (``--force``) is given. Keep ``ca.key`` off the
+master host once the certificates are issued: the master needs only ``ca.crt``.
 """
 
 from __future__ import annotations
@@ -45,20 +51,52 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write(path: Path, data: bytes, mode: int, *, force: bool) -> None:
+    """Create ``path`` with exactly ``mode``: exclusive, no symlink followed."""
+    if force and (path.is_symlink() or path.exists()):
+        path.unlink()  # removes a link itself, never its target
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise ValueError(f"{path} already exists; pass --force to overwrite it") from None
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), mode)  # the umask only ever removes bits; set them all
+        handle.write(data)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, *, force: bool = False) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    path.chmod(0o600)
+    _write(path, data, 0o600, force=force)
 
 
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+def _write_cert(path: Path, cert: x509.Certificate, *, force: bool = False) -> None:
+    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644, force=force)
+
+
+def _private_dir(out: Path) -> None:
+    """Create ``out`` as 0700, or check that an existing one is not writable by others."""
+    if not out.exists():
+        out.mkdir(parents=True, mode=0o700)
+        out.chmod(0o700)  # mkdir's mode is filtered by the umask
+        return
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a directory")
+    if out.stat().st_mode & 0o022:
+        raise ValueError(f"{out} is writable by group or others; use a private directory")
+
+
+def _refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
+    """Check every target first, so a refusal leaves no half-written set behind."""
+    if force:
+        return
+    for path in paths:
+        if path.is_symlink() or path.exists():
+            raise ValueError(f"{path} already exists; pass --force to overwrite it")
 
 
 def _san(names: Iterable[str]) -> x509.SubjectAlternativeName:
@@ -125,16 +163,20 @@ def generate_certs(
     hosts: Iterable[str] = (),
     client_name: str = "ffrtmp-worker",
     days: int = 365,
+    force: bool = False,
 ) -> CertPaths:
     """Write ``ca.crt/key``, ``server.crt/key`` and ``client.crt/key`` into ``out_dir``.
 
-    ``hosts`` are extra DNS names or IP addresses for the server certificate.
-    Raises ``ValueError`` for ``days`` outside 1..3650.
+    ``hosts`` are extra DNS names or IP addresses for the server certificate. Raises
+    ``ValueError`` for ``days`` outside 1..3650, for an existing file unless ``force``,
+    and for an existing directory writable by group or others.
     """
     if not isinstance(days, int) or not 1 <= days <= 3650:
         raise ValueError(f"days must be an integer in 1..3650, got {days!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    names = ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")
+    _private_dir(out)
+    _refuse_overwrite((out / n for n in names), force)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     ca_cert = (
@@ -188,17 +230,17 @@ def generate_certs(
         out / "client.crt",
         out / "client.key",
     )
-    _write_cert(paths.ca_cert, ca_cert)
-    _write_key(paths.ca_key, ca_key)
-    _write_cert(paths.server_cert, server_cert)
-    _write_key(paths.server_key, server_key)
-    _write_cert(paths.client_cert, client_cert)
-    _write_key(paths.client_key, client_key)
+    _write_cert(paths.ca_cert, ca_cert, force=force)
+    _write_key(paths.ca_key, ca_key, force=force)
+    _write_cert(paths.server_cert, server_cert, force=force)
+    _write_key(paths.server_key, server_key, force=force)
+    _write_cert(paths.client_cert, client_cert, force=force)
+    _write_key(paths.client_key, client_key, force=force)
     return paths
 
 
 def issue_client_cert(
-    ca_dir: str | os.PathLike[str], name: str, *, days: int = 365
+    ca_dir: str | os.PathLike[str], name: str, *, days: int = 365, force: bool = False
 ) -> tuple[Path, Path]:
     """Sign one more client certificate with the CA that :func:`generate_certs` wrote.
 
@@ -226,6 +268,7 @@ def issue_client_cert(
         days=days,
     )
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    _write_cert(cert_path, cert)
-    _write_key(key_path, key)
+    _refuse_overwrite((cert_path, key_path), force)
+    _write_cert(cert_path, cert, force=force)
+    _write_key(key_path, key, force=force)
     return cert_path, key_path

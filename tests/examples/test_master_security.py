@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import sys
@@ -207,3 +208,61 @@ def test_invalid_configuration_names_the_value() -> None:
         MasterConfig(api_key="short")
     with pytest.raises(ConfigError, match="placement"):
         MasterConfig(placement="random")
+
+
+def _gen_certs(out: Path, *extra: str, umask: int = 0o002) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "examples.master", "gen-certs", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.umask(umask),
+    )
+
+
+def test_gen_certs_modes_ignore_a_loose_umask(tmp_path: Path) -> None:
+    out = tmp_path / "fresh" / "certs"
+    assert _gen_certs(out).returncode == 0
+    assert out.stat().st_mode & 0o777 == 0o700
+    for path in out.iterdir():
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o600 if path.suffix == ".key" else 0o644), (path, oct(mode))
+        assert not mode & 0o022
+    added = _gen_certs(out, "--add-client", "worker-7")
+    assert added.returncode == 0, added.stderr
+    assert (out / "worker-7.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_gen_certs_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+    assert _gen_certs(out).returncode == 0
+    before = (out / "ca.key").read_bytes()
+    again = _gen_certs(out)
+    assert again.returncode == 2
+    assert "already exists; pass --force" in again.stderr
+    assert (out / "ca.key").read_bytes() == before
+    assert _gen_certs(out, "--force").returncode == 0
+    assert (out / "ca.key").read_bytes() != before
+
+
+def test_gen_certs_never_follows_a_planted_symlink(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+    out.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (out / "server.key").symlink_to(victim)
+    refused = _gen_certs(out)
+    assert refused.returncode == 2
+    assert victim.read_text() == "untouched"
+    assert _gen_certs(out, "--force").returncode == 0
+    assert victim.read_text() == "untouched"  # the link was replaced, not written through
+    assert not (out / "server.key").is_symlink()
+
+
+def test_gen_certs_refuses_a_directory_others_can_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    refused = _gen_certs(shared)
+    assert refused.returncode == 2
+    assert "writable by group or others" in refused.stderr
