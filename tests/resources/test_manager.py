@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import pytest
 
 from ffrtmp_infra.resources import (
@@ -270,20 +273,31 @@ def test_reregistration_replaces_labels_and_extended_resources(manager: Resource
     assert manager.reserve_any("k", extended={"qsv": 1}).node_id == "n"
 
 
-@pytest.mark.parametrize("bad", [None, 7, ["n"]])
+@pytest.mark.parametrize("bad", [None, 7, ["n"], "", "x" * 257, "a\nb"])
 def test_bad_ids_are_invalid_input_everywhere(manager: ResourceManager, bad: object) -> None:
     manager.register_node("n", cpu=1)
     calls = [
         lambda: manager.reserve("j", bad, cpu=1),  # type: ignore[arg-type]
+        lambda: manager.reserve(bad, "n", cpu=1),  # type: ignore[arg-type]
+        lambda: manager.reserve_any(bad, cpu=1),  # type: ignore[arg-type]
         lambda: manager.get_node(bad),  # type: ignore[arg-type]
         lambda: manager.drain(bad),  # type: ignore[arg-type]
         lambda: manager.unregister_node(bad),  # type: ignore[arg-type]
         lambda: manager.get_reservation(bad),  # type: ignore[arg-type]
+        lambda: manager.release(bad),  # type: ignore[arg-type]
     ]
-    calls.append(lambda: manager.release(bad))  # type: ignore[arg-type]
     for call in calls:
-        with pytest.raises(InvalidAmountError):
+        with pytest.raises(InvalidAmountError, match=re.escape(repr(bad)[:40])):
             call()
+
+
+def test_release_and_arelease_of_an_empty_job_id_both_raise(manager: ResourceManager) -> None:
+    # release("") returned None while arelease("") raised: an empty id is invalid input.
+    with pytest.raises(InvalidAmountError, match=r"job_id must be a non-empty .* got ''"):
+        manager.release("")
+    with pytest.raises(InvalidAmountError, match=r"job_id must be a non-empty .* got ''"):
+        asyncio.run(manager.arelease(""))
+    assert manager.release("never-reserved") is None
 
 
 def test_odd_capacities_round_down_and_requests_round_up(manager: ResourceManager) -> None:

@@ -147,15 +147,25 @@ class Limiter:
         return self._remote is not None
 
     # ------------------------------------------------------------ decisions
+    # Each async twin is the sync method with the storage call awaited; what surrounds
+    # the call (memory path, circuit, reply decoding, failure policy) is shared below.
+    def _without_storage(self, key: str, cost: int) -> Decision | None:
+        """The decision when the storage is not asked (memory, impossible cost, open
+        circuit), else None."""
+        if self._remote is None or cost > self.burst:
+            return self._local_hit(key, cost)
+        if self._down_until and time.monotonic() < self._down_until:
+            return self._degraded(key, cost)
+        return None
+
     def hit(self, key: str, cost: int = 1) -> Decision:
         """Admit ``cost`` units for ``key`` if the bucket holds them; returns the Decision.
 
         Never raises for storage failures: the failure policy decides instead.
         """
-        if self._remote is None or cost > self.burst:
-            return self._local_hit(key, cost)
-        if self._down_until and time.monotonic() < self._down_until:
-            return self._degraded(key, cost)
+        decision = self._without_storage(key, cost)
+        if decision is not None:
+            return decision
         try:
             reply = self._remote.run([self._key_prefix + key], self._remote_args(cost))
         except self._remote.errors as exc:
@@ -164,10 +174,9 @@ class Limiter:
 
     async def ahit(self, key: str, cost: int = 1) -> Decision:
         """:meth:`hit` for async code: a Redis call awaits, never blocking the loop."""
-        if self._remote is None or cost > self.burst:
-            return self._local_hit(key, cost)
-        if self._down_until and time.monotonic() < self._down_until:
-            return self._degraded(key, cost)
+        decision = self._without_storage(key, cost)
+        if decision is not None:
+            return decision
         try:
             reply = await self._remote.arun([self._key_prefix + key], self._remote_args(cost))
         except self._remote.errors as exc:

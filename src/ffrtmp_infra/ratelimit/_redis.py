@@ -1,11 +1,10 @@
 """The token bucket on Redis/Valkey: one atomic Lua script per decision.
 
-Connections are built by ``limits``' storage classes from the URI (standalone,
-``rediss``, unix sockets, cluster, sentinel, Valkey), so URI parsing, TLS and
-client options behave exactly as in ``limits``. The scripts are registered on the
-client ``limits`` built: ``storage.get_connection()`` for the sync client and
-``storage.bridge.get_connection()`` (an internal attribute, hence the ``limits``
-pin to 5.8.x) for the async redis-py client.
+URIs are validated by ``limits``' storage classes (standalone, ``rediss``, unix
+sockets, cluster, sentinel, Valkey), so URI parsing, TLS and client options behave
+as in ``limits``. The scripts run on the redis-py client ``limits`` built where it
+exposes one, else on one built from the URI with public redis-py API (see
+``_compat``).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import urllib.parse
 from importlib import resources
 from typing import Any
 
+from ffrtmp_infra.ratelimit import _compat
 from ffrtmp_infra.ratelimit._errors import ConfigurationError, MissingExtraError
 
 __all__ = ["RedisGCRA", "redis_schemes", "shared_backend"]
@@ -43,13 +43,6 @@ def redis_schemes() -> frozenset[str]:
     return frozenset(_REDIS_SCHEMES)
 
 
-def _known_limits_schemes() -> set[str]:
-    import limits.storage
-
-    schemes: dict[str, Any] = getattr(limits.storage, "SCHEMES", {})
-    return set(schemes)
-
-
 class RedisGCRA:
     """GCRA state in Redis, reached through ``limits``' storage for ``uri``."""
 
@@ -59,7 +52,7 @@ class RedisGCRA:
             scheme = scheme.removeprefix("async+")
             uri = uri.removeprefix("async+")
         if scheme not in _REDIS_SCHEMES:
-            if scheme in _known_limits_schemes():
+            if scheme in _compat.known_limits_schemes():
                 raise ConfigurationError(
                     f"storage {scheme + '://'!r} cannot hold a token bucket (it needs "
                     f"server-side scripts): use redis:// or valkey://, or a WindowLimiter "
@@ -85,8 +78,7 @@ class RedisGCRA:
             storage = storage_from_string(uri, **self.options)
         except (LimitsConfigurationError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid storage {_safe_uri(uri)!r}: {exc}") from exc
-        self._storage = storage
-        self._connection = connection = storage.get_connection()
+        self._connection = connection = _compat.sync_redis_client(storage, uri, self.options)
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         # Script objects only for their SHA: redis-py's Script.__call__ costs ~40 us
         # a call on top of EVALSHA itself, so the hot path sends EVALSHA directly.
@@ -107,7 +99,7 @@ class RedisGCRA:
         self._refund(keys=[key], args=[amount_us])
 
     def delete(self, key: str) -> None:
-        self._storage.get_connection().delete(key)
+        self._connection.delete(key)
 
     # async --------------------------------------------------------------
     def _async_parts(self) -> tuple[Any, Any, Any]:
@@ -116,12 +108,7 @@ class RedisGCRA:
         if parts is None or parts[0] is not loop:
             # redis.asyncio connections belong to the loop that made them: one
             # client per running loop (in practice, one for the server's lifetime).
-            from limits.storage import storage_from_string
-
-            storage: Any = storage_from_string(
-                "async+" + self.uri, implementation="redispy", **self.options
-            )
-            connection = storage.bridge.get_connection()
+            connection = _compat.async_redis_client(self.uri, self.options)
             parts = (
                 loop,
                 connection,

@@ -14,12 +14,48 @@ from ffrtmp_infra.ratelimit._limiter import Limiter
 if TYPE_CHECKING:
     from ffrtmp_infra.ratelimit._window import WindowLimiter
 
-__all__ = ["AnyLimiter", "LimiterSource", "Rule", "is_async_callable"]
+__all__ = ["AnyLimiter", "LimiterSource", "Rule", "compile_template", "is_async_callable"]
 
 AnyLimiter = Union[Limiter, "WindowLimiter"]
 #: A limiter, or a callable choosing one per request (``None`` exempts the request).
 LimiterSource = Union[AnyLimiter, Callable[[RequestInfo], "AnyLimiter | None"]]  # noqa: UP007
 _HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+# Route templates as Starlette writes them (``starlette.routing.compile_path``), kept
+# here so WSGI users (Flask, Django) need no Starlette: ``{name}`` or
+# ``{name:converter}`` with Starlette's built-in converters.
+_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(:[a-zA-Z_][a-zA-Z0-9_]*)?}")
+_CONVERTERS = {
+    "str": "[^/]+",
+    "path": ".*",
+    "int": "[0-9]+",
+    "float": r"[0-9]+(\.[0-9]+)?",
+    "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
+}
+
+
+def compile_template(path: str) -> re.Pattern[str]:
+    """The regex matching ``path`` (``"/jobs/{job_id:int}"``) whole, as Starlette's router.
+
+    Raises:
+        ConfigurationError: an unknown converter or a parameter named twice.
+    """
+    regex = "^"
+    names: set[str] = set()
+    end = 0
+    for match in _PARAM.finditer(path):
+        name, converter = match.group(1), (match.group(2) or ":str")[1:]
+        if converter not in _CONVERTERS:
+            raise ConfigurationError(
+                f"unknown path converter {converter!r} in {path!r}; "
+                f"expected one of {', '.join(_CONVERTERS)}"
+            )
+        if name in names:
+            raise ConfigurationError(f"path parameter {name!r} appears twice in {path!r}")
+        names.add(name)
+        regex += re.escape(path[end : match.start()]) + f"(?P<{name}>{_CONVERTERS[converter]})"
+        end = match.end()
+    return re.compile(regex + re.escape(path[end:]) + "$")
 
 
 def is_async_callable(fn: object) -> bool:
@@ -46,7 +82,9 @@ class Rule:
             ``(RequestInfo) -> limiter | None`` choosing one per request (tiers;
             ``None`` exempts). ``None`` here (and ``exempt=False``) re-keys or re-costs
             the middleware's default limiter for matching requests.
-        path: a Starlette route template (``"/jobs/{job_id}"``, matched whole) or a
+        path: a route template in Starlette's syntax (``"/jobs/{job_id}"``,
+            ``"/files/{name:path}"``; converters str, int, float, path, uuid; matched
+            whole; Starlette itself is not needed) or a
             path prefix (``"/api"`` matches ``/api`` and ``/api/...``); ``None`` = all.
         methods: HTTP methods to match (default all); ``"WEBSOCKET"`` matches handshakes.
         key: key function for this rule (default the middleware's).
@@ -104,9 +142,7 @@ class Rule:
         self._prefix = ""
         if path is not None:
             if "{" in path:
-                from starlette.routing import compile_path
-
-                self._template = compile_path(path)[0]
+                self._template = compile_template(path)
             else:
                 self._prefix = path.rstrip("/")
 

@@ -9,7 +9,7 @@ import time
 import urllib.parse
 from typing import Any, Literal
 
-from ffrtmp_infra.ratelimit import _metrics
+from ffrtmp_infra.ratelimit import _compat, _metrics
 from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError, StorageUnavailableError
 from ffrtmp_infra.ratelimit._limiter import Failure, _check_policy_name
@@ -54,8 +54,6 @@ class WindowLimiter:
     ) -> None:
         import limits
         from limits.errors import ConfigurationError as LimitsConfigurationError
-        from limits.storage import storage_from_string
-        from limits.strategies import STRATEGIES
 
         if not isinstance(limit, str):
             raise ConfigurationError(f"limit must be a string such as '100/minute', got {limit!r}")
@@ -67,9 +65,10 @@ class WindowLimiter:
             ) from exc
         if len(items) != 1:
             raise ConfigurationError(f"limit must name exactly one window, got {limit!r}")
-        if strategy not in STRATEGIES:
+        strategies = _compat.window_strategies(asyncio_api=False)
+        if strategy not in strategies:
             raise ConfigurationError(
-                f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}"
+                f"strategy must be one of {sorted(strategies)}, got {strategy!r}"
             )
         if failure not in ("open", "closed", "local"):
             raise ConfigurationError(f"failure must be open, closed or local, got {failure!r}")
@@ -85,16 +84,19 @@ class WindowLimiter:
         self.storage = storage or "memory://"
         scheme = urllib.parse.urlparse(self.storage).scheme.removeprefix("async+")
         self.storage = self.storage.removeprefix("async+")
-        self._options = {"key_prefix": key_prefix, **(storage_options or {})}
+        options = dict(storage_options or {})
         if scheme != "memory":
-            self._options.setdefault("wrap_exceptions", True)
+            options.setdefault("wrap_exceptions", True)
         try:
-            self._storage = storage_from_string(self.storage, **self._options)
+            self._storage, self._options, self._ids = _compat.window_storage(
+                self.storage, options, key_prefix
+            )
         except (LimitsConfigurationError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid storage for WindowLimiter: {exc}") from exc
-        self._strategy: Any = STRATEGIES[strategy](self._storage)
+        self._strategy: Any = strategies[strategy](self._storage)
         self.shared = scheme != "memory"
         self._local: Any = None
+        # (loop, async strategy or None to run the sync one in a thread)
         self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self._down_until = 0.0
         self._last_log = -math.inf
@@ -107,50 +109,53 @@ class WindowLimiter:
         return f"WindowLimiter({item!r}, strategy={self.strategy_name!r}, name={self.name!r})"
 
     # ------------------------------------------------------------ decisions
+    # Each async twin is the sync method's steps with the storage calls awaited; the
+    # steps around them (circuit, decision, failure policy) are shared helpers.
     def hit(self, key: str, cost: int = 1) -> Decision:
         """Count ``cost`` hits for ``key`` in the window; returns the Decision."""
-        if self._down_until and time.monotonic() < self._down_until:
+        if self._circuit_open():
             return self._degraded(key, cost)
+        ids = (*self._ids, key)
         try:
-            allowed = self._strategy.hit(self.item, key, cost=cost)
-            stats = self._strategy.get_window_stats(self.item, key)
+            allowed = self._strategy.hit(self.item, *ids, cost=cost)
+            stats = self._strategy.get_window_stats(self.item, *ids)
         except self._errors as exc:
             return self._failed(key, cost, exc)
-        self._down_until = 0.0
-        return self._decision(allowed, stats)
-
-    def test(self, key: str, cost: int = 1) -> bool:
-        """Whether ``cost`` hits would pass now, consuming nothing."""
-        if self._down_until and time.monotonic() < self._down_until:
-            return True
-        try:
-            return bool(self._strategy.test(self.item, key, cost=cost))
-        except self._errors:
-            return True  # the hit that follows applies the failure policy
+        return self._succeeded(allowed, stats)
 
     async def ahit(self, key: str, cost: int = 1) -> Decision:
         """:meth:`hit` for async code (async storage client for shared storage)."""
-        if not self.shared:
-            return self.hit(key, cost)
-        if self._down_until and time.monotonic() < self._down_until:
-            return self._degraded(key, cost)
         strategy = self._async_strategy()
+        if strategy is None:
+            return await self._off_loop(self.hit, key, cost)  # type: ignore[no-any-return]
+        if self._circuit_open():
+            return self._degraded(key, cost)
+        ids = (*self._ids, key)
         try:
-            allowed = await strategy.hit(self.item, key, cost=cost)
-            stats = await strategy.get_window_stats(self.item, key)
+            allowed = await strategy.hit(self.item, *ids, cost=cost)
+            stats = await strategy.get_window_stats(self.item, *ids)
         except self._errors as exc:
             return self._failed(key, cost, exc)
-        self._down_until = 0.0
-        return self._decision(allowed, stats)
+        return self._succeeded(allowed, stats)
+
+    def test(self, key: str, cost: int = 1) -> bool:
+        """Whether ``cost`` hits would pass now, consuming nothing."""
+        if self._circuit_open():
+            return True
+        try:
+            return bool(self._strategy.test(self.item, *self._ids, key, cost=cost))
+        except self._errors:
+            return True  # the hit that follows applies the failure policy
 
     async def atest(self, key: str, cost: int = 1) -> bool:
         """:meth:`test` for async code."""
-        if not self.shared:
-            return self.test(key, cost)
-        if self._down_until and time.monotonic() < self._down_until:
+        strategy = self._async_strategy()
+        if strategy is None:
+            return await self._off_loop(self.test, key, cost)  # type: ignore[no-any-return]
+        if self._circuit_open():
             return True
         try:
-            return bool(await self._async_strategy().test(self.item, key, cost=cost))
+            return bool(await strategy.test(self.item, *self._ids, key, cost=cost))
         except self._errors:
             return True
 
@@ -163,21 +168,33 @@ class WindowLimiter:
     def reset(self, key: str) -> None:
         """Clear ``key``'s window."""
         try:
-            self._strategy.clear(self.item, key)
+            self._strategy.clear(self.item, *self._ids, key)
         except self._errors as exc:
-            raise StorageUnavailableError(f"could not reset {key!r}: {exc}") from exc
+            raise self._reset_failed(key, exc) from exc
 
     async def areset(self, key: str) -> None:
         """:meth:`reset` for async code."""
-        if not self.shared:
-            self.reset(key)
+        strategy = self._async_strategy()
+        if strategy is None:
+            await self._off_loop(self.reset, key)
             return
         try:
-            await self._async_strategy().clear(self.item, key)
+            await strategy.clear(self.item, *self._ids, key)
         except self._errors as exc:
-            raise StorageUnavailableError(f"could not reset {key!r}: {exc}") from exc
+            raise self._reset_failed(key, exc) from exc
 
     # ------------------------------------------------------------ internals
+    def _circuit_open(self) -> bool:
+        return bool(self._down_until) and time.monotonic() < self._down_until
+
+    def _succeeded(self, allowed: bool, stats: Any) -> Decision:
+        self._down_until = 0.0
+        return self._decision(allowed, stats)
+
+    @staticmethod
+    def _reset_failed(key: str, exc: BaseException) -> StorageUnavailableError:
+        return StorageUnavailableError(f"could not reset {key!r}: {exc}")
+
     def _decision(self, allowed: bool, stats: Any) -> Decision:
         reset_after = max(0.0, stats.reset_time - time.time())
         return Decision(
@@ -189,18 +206,25 @@ class WindowLimiter:
             self.name,
         )
 
+    async def _off_loop(self, method: Any, *args: Any) -> Any:
+        """A sync method from async code: directly in memory (it never blocks), in a
+        worker thread for a shared storage that has no usable async client."""
+        if not self.shared:
+            return method(*args)
+        return await asyncio.to_thread(method, *args)
+
     def _async_strategy(self) -> Any:
+        """The async strategy for the running loop; None: use the sync one (memory, or
+        a ``limits`` without async Redis on redis-py)."""
+        if not self.shared:
+            return None
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            from limits.aio.strategies import STRATEGIES
-            from limits.storage import storage_from_string
-
-            options = dict(self._options)
-            if self.storage.startswith(("redis", "valkey")):
-                options.setdefault("implementation", "redispy")
-            storage: Any = storage_from_string("async+" + self.storage, **options)
-            strategies: dict[str, Any] = STRATEGIES
-            self._async = (loop, strategies[self.strategy_name](storage))
+            storage = _compat.async_window_storage(self.storage, self._options)
+            strategy = None
+            if storage is not None:
+                strategy = _compat.window_strategies(asyncio_api=True)[self.strategy_name](storage)
+            self._async = (loop, strategy)
         return self._async[1]
 
     def _failed(self, key: str, cost: int, exc: BaseException) -> Decision:
@@ -226,9 +250,8 @@ class WindowLimiter:
             return Decision(False, self.amount, 0, self.recovery_interval, 0.0, self.name, True)
         if self._local is None:
             from limits.storage import MemoryStorage
-            from limits.strategies import STRATEGIES
 
-            strategies: dict[str, Any] = STRATEGIES
+            strategies = _compat.window_strategies(asyncio_api=False)
             self._local = strategies[self.strategy_name](MemoryStorage())
         allowed = self._local.hit(self.item, key, cost=cost)
         decision = self._decision(allowed, self._local.get_window_stats(self.item, key))

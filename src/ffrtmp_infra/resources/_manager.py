@@ -146,7 +146,10 @@ class ResourceManager:
         self._scorer = resolve_scorer(scorer)
         self._system_reserve = parse_reserve(system_reserve)
         self._closed = False
-        # release takes no parsing: bind the hottest call straight to the backend.
+        # release is the hottest call and takes no parsing: bind it straight to the
+        # backend. A backend checks the id only when it holds nothing for it (an id
+        # that holds a reservation was valid when reserved), so release(""), like
+        # arelease(""), raises InvalidAmountError at no cost to real releases.
         self.release = self._backend.release  # type: ignore[method-assign]
         from ._metrics import ResourceMetrics
 
@@ -206,6 +209,40 @@ class ResourceManager:
 
     def _scorer_for(self, scorer: str | Scorer | None) -> Scorer:
         return self._scorer if scorer is None else resolve_scorer(scorer)
+
+    # Each sync/async pair parses its arguments with one of these; the twins differ
+    # only in calling the backend's method or awaiting its ``a`` twin.
+    def _any_args(
+        self,
+        job_id: str,
+        cpu: Amount,
+        gpu: Amount,
+        ram_gb: Amount,
+        extended: Mapping[str, Amount] | None,
+        selector: SelectorSpec | None,
+        exclude: Iterable[str],
+        scorer: str | Scorer | None,
+    ) -> tuple[str, int, int, int, dict[str, int], Selector, frozenset[str], Scorer]:
+        job_id = _job(job_id)
+        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        ext = parse_extended(extended) if extended else _NO_EXT
+        return (
+            job_id, rc, rr, rg, ext,
+            self._selector(selector), self._exclude(exclude), self._scorer_for(scorer),
+        )  # fmt: skip
+
+    def _available_args(
+        self,
+        cpu: Amount,
+        gpu: Amount,
+        ram_gb: Amount,
+        extended: Mapping[str, Amount] | None,
+        selector: SelectorSpec | None,
+        scorer: str | Scorer | None,
+    ) -> tuple[int, int, int, dict[str, int], Selector, Scorer]:
+        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        ext = parse_extended(extended) if extended else _NO_EXT
+        return rc, rr, rg, ext, self._selector(selector), self._scorer_for(scorer)
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -301,7 +338,9 @@ class ResourceManager:
         Reserving the same job again with the same request returns the existing
         reservation; a different request raises DuplicateJobError.
         """
-        # The hot path: ints go straight through; anything else is parsed and checked.
+        # The hot path: _job and _request inlined (areserve calls them; tests/test_twins.py
+        # holds the two to the same results). Ints go straight through; anything else is
+        # parsed and checked. A node id is checked in full only when no node has it.
         if type(job_id) is not str or not job_id or len(job_id) > 256 or not job_id.isprintable():
             check_id(job_id, "job_id")
         if type(node_id) is not str:
@@ -323,10 +362,12 @@ class ResourceManager:
         extended: Mapping[str, Amount] | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve`."""
-        check_id(node_id, "node_id")
+        job_id = _job(job_id)
+        if type(node_id) is not str:
+            check_id(node_id, "node_id")
         rc, rr, rg = _request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else {}
-        return await self._backend.areserve(_job(job_id), node_id, rc, rr, rg, ext)
+        ext = parse_extended(extended) if extended else _NO_EXT
+        return await self._backend.areserve(job_id, node_id, rc, rr, rg, ext)
 
     def reserve_any(
         self,
@@ -346,18 +387,8 @@ class ResourceManager:
         collection of values meaning any of them); ``exclude`` skips node ids.
         Raises NoNodeAvailableError when nothing fits.
         """
-        job_id = _job(job_id)
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else {}
         return self._backend.reserve_any(
-            job_id,
-            rc,
-            rr,
-            rg,
-            ext,
-            self._selector(selector),
-            self._exclude(exclude),
-            self._scorer if scorer is None else resolve_scorer(scorer),
+            *self._any_args(job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer)
         )
 
     async def areserve_any(
@@ -373,27 +404,20 @@ class ResourceManager:
         scorer: str | Scorer | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve_any`."""
-        job_id = _job(job_id)
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else {}
         return await self._backend.areserve_any(
-            job_id,
-            rc,
-            rr,
-            rg,
-            ext,
-            self._selector(selector),
-            self._exclude(exclude),
-            self._scorer_for(scorer),
+            *self._any_args(job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer)
         )
 
     def release(self, job_id: str) -> Reservation | None:
-        """Return everything the job's reservation took; None if the job holds nothing."""
+        """Return everything the job's reservation took; None if the job holds nothing.
+
+        Raises InvalidAmountError for an id no job can have (``""``, not a string).
+        (An instance calls the backend's ``release`` directly; see ``__init__``.)
+        """
         return self._backend.release(job_id)
 
     async def arelease(self, job_id: str) -> Reservation | None:
         """Async twin of :meth:`release`."""
-        check_id(job_id, "job_id")
         return await self._backend.arelease(job_id)
 
     def get_reservation(self, job_id: str) -> Reservation | None:
@@ -417,10 +441,8 @@ class ResourceManager:
         scorer: str | Scorer | None = None,
     ) -> list[str]:
         """Ids of the non-draining nodes that can hold the request, best first."""
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else {}
         return self._backend.available_nodes(
-            rc, rr, rg, ext, self._selector(selector), self._scorer_for(scorer)
+            *self._available_args(cpu, gpu, ram_gb, extended, selector, scorer)
         )
 
     async def aget_available_nodes(
@@ -434,10 +456,8 @@ class ResourceManager:
         scorer: str | Scorer | None = None,
     ) -> list[str]:
         """Async twin of :meth:`get_available_nodes`."""
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else {}
         return await self._backend.aavailable_nodes(
-            rc, rr, rg, ext, self._selector(selector), self._scorer_for(scorer)
+            *self._available_args(cpu, gpu, ram_gb, extended, selector, scorer)
         )
 
     def snapshot(self) -> Snapshot:

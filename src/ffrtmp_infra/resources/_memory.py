@@ -10,13 +10,12 @@ from typing import Any
 from ._errors import (
     DuplicateJobError,
     InsufficientResourcesError,
-    InvalidAmountError,
     NodeDrainingError,
     NoNodeAvailableError,
     UnknownNodeError,
 )
 from ._index import Index, NodeState
-from ._quantity import format_cpu, format_ram
+from ._quantity import check_id, format_cpu, format_ram
 from ._scoring import BuiltinScorer, Scorer, Selector, builtin_score, matches
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
@@ -286,7 +285,7 @@ class MemoryBackend:
             return self._existing(res, node_id, rc, rr, rg, ext)
         n = self._nodes.get(node_id)
         if n is None:
-            raise UnknownNodeError(node_id)
+            raise UnknownNodeError(check_id(node_id, "node_id"))
         if n.draining:
             self.rejected_total += 1
             raise NodeDrainingError(node_id)
@@ -386,8 +385,7 @@ class MemoryBackend:
             except TypeError:  # unhashable: free to catch, try costs nothing on 3.11+
                 res = None
             if res is None:
-                if type(job_id) is not str:
-                    raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
+                check_id(job_id, "job_id")  # only a miss can be an invalid id
                 return None
             n = self._nodes[res[1]]
             del n.jobs[job_id]

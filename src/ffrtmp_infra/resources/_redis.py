@@ -21,6 +21,7 @@ from importlib import resources as importlib_resources
 from types import MappingProxyType
 from typing import Any
 
+from ._compat import async_close
 from ._errors import (
     BackendUnavailableError,
     DuplicateJobError,
@@ -33,6 +34,7 @@ from ._errors import (
     UnknownNodeError,
 )
 from ._memory import insufficient
+from ._quantity import check_id
 from ._scoring import BuiltinScorer, Scorer, Selector
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
@@ -205,6 +207,8 @@ class RedisBackend:
             raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
     # -- argument building and result decoding (shared by sync and async) -----------
+    # Every sync method and its ``a`` twin build the same script arguments and decode
+    # the same reply with these; they differ only in running or awaiting the script.
 
     @staticmethod
     def _register_args(
@@ -220,6 +224,26 @@ class RedisBackend:
         for key, value in labels.items():
             args += [key, value]
         return args
+
+    @staticmethod
+    def _drain_args(node_id: str, draining: bool) -> list[Any]:
+        return [node_id, "1" if draining else "0"]
+
+    @staticmethod
+    def _found_node(raw: Sequence[Any], node_id: str) -> Node:
+        if not raw:
+            raise UnknownNodeError(node_id)
+        return _node(raw)
+
+    @staticmethod
+    def _evicted(raw: Sequence[Any], node_id: str) -> list[Reservation]:
+        if _s(raw[0]) == "unknown":
+            raise UnknownNodeError(node_id)
+        return [_reservation(r) for r in raw[1:]]
+
+    @staticmethod
+    def _held(raw: Sequence[Any] | None) -> Reservation | None:
+        return _reservation(raw) if raw else None
 
     @staticmethod
     def _registered(raw: Sequence[Any]) -> RegisterResult:
@@ -320,27 +344,18 @@ class RedisBackend:
         )
 
     def set_draining(self, node_id: str, draining: bool) -> Node:
-        raw = self._run("drain", [node_id, "1" if draining else "0"])
-        if not raw:
-            raise UnknownNodeError(node_id)
-        return _node(raw)
+        return self._found_node(self._run("drain", self._drain_args(node_id, draining)), node_id)
 
     def unregister(self, node_id: str) -> list[Reservation]:
-        raw = self._run("unregister", [node_id])
-        if _s(raw[0]) == "unknown":
-            raise UnknownNodeError(node_id)
-        return [_reservation(r) for r in raw[1:]]
+        return self._evicted(self._run("unregister", [node_id]), node_id)
 
     def get_node(self, node_id: str) -> Node:
-        raw = self._run("read", ["node", node_id])
-        if not raw:
-            raise UnknownNodeError(node_id)
-        return _node(raw)
+        return self._found_node(self._run("read", ["node", node_id]), node_id)
 
     def reserve(
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
     ) -> Reservation:
-        self._check_node_id(node_id)
+        check_id(node_id, "node_id")
         args = self._reserve_args(job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset())
         return self._reserved(self._run("reserve", args), node_id, Resources(rc, rr, rg, ext), ())
 
@@ -373,14 +388,10 @@ class RedisBackend:
         raise NoNodeAvailableError(f"no node can hold {request.describe()}")
 
     def release(self, job_id: str) -> Reservation | None:
-        if type(job_id) is not str:
-            raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
-        raw = self._run("release", [job_id])
-        return _reservation(raw) if raw else None
+        return self._held(self._run("release", [check_id(job_id, "job_id")]))
 
     def get_reservation(self, job_id: str) -> Reservation | None:
-        raw = self._run("read", ["reservation", job_id])
-        return _reservation(raw) if raw else None
+        return self._held(self._run("read", ["reservation", job_id]))
 
     def available_nodes(
         self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer
@@ -424,11 +435,6 @@ class RedisBackend:
         if self._owned and self._sync is not None:
             self._sync.close()
 
-    @staticmethod
-    def _check_node_id(node_id: object) -> None:
-        if type(node_id) is not str or not node_id:
-            raise UnknownNodeError(str(node_id))
-
     # -- async API -----------------------------------------------------------------
 
     async def aregister(
@@ -438,27 +444,19 @@ class RedisBackend:
         return self._registered(await self._arun("register", args))
 
     async def aset_draining(self, node_id: str, draining: bool) -> Node:
-        raw = await self._arun("drain", [node_id, "1" if draining else "0"])
-        if not raw:
-            raise UnknownNodeError(node_id)
-        return _node(raw)
+        raw = await self._arun("drain", self._drain_args(node_id, draining))
+        return self._found_node(raw, node_id)
 
     async def aunregister(self, node_id: str) -> list[Reservation]:
-        raw = await self._arun("unregister", [node_id])
-        if _s(raw[0]) == "unknown":
-            raise UnknownNodeError(node_id)
-        return [_reservation(r) for r in raw[1:]]
+        return self._evicted(await self._arun("unregister", [node_id]), node_id)
 
     async def aget_node(self, node_id: str) -> Node:
-        raw = await self._arun("read", ["node", node_id])
-        if not raw:
-            raise UnknownNodeError(node_id)
-        return _node(raw)
+        return self._found_node(await self._arun("read", ["node", node_id]), node_id)
 
     async def areserve(
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
     ) -> Reservation:
-        self._check_node_id(node_id)
+        check_id(node_id, "node_id")
         args = self._reserve_args(job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset())
         raw = await self._arun("reserve", args)
         return self._reserved(raw, node_id, Resources(rc, rr, rg, ext), ())
@@ -493,14 +491,10 @@ class RedisBackend:
         raise NoNodeAvailableError(f"no node can hold {request.describe()}")
 
     async def arelease(self, job_id: str) -> Reservation | None:
-        if type(job_id) is not str:
-            raise InvalidAmountError(f"job_id must be a string, got {job_id!r}")
-        raw = await self._arun("release", [job_id])
-        return _reservation(raw) if raw else None
+        return self._held(await self._arun("release", [check_id(job_id, "job_id")]))
 
     async def aget_reservation(self, job_id: str) -> Reservation | None:
-        raw = await self._arun("read", ["reservation", job_id])
-        return _reservation(raw) if raw else None
+        return self._held(await self._arun("read", ["reservation", job_id]))
 
     async def aavailable_nodes(
         self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer
@@ -517,6 +511,6 @@ class RedisBackend:
     async def aclose(self) -> None:
         if self._url is not None:
             if self._async is not None and self._aloop is asyncio.get_running_loop():
-                await self._async.aclose()
+                await async_close(self._async)
             self._async, self._ascripts, self._aloop = None, {}, None
         self.close()
