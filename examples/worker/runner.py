@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import shutil
 import signal
 import subprocess
 import sys
@@ -288,8 +287,14 @@ class JobRunner:
             input_address=address,
         )
         if command.job_dir is not None:
-            # A previous attempt of this job on this node may have left partial files.
-            shutil.rmtree(command.job_dir, ignore_errors=True)
+            # Never delete a directory that is there already: it holds an earlier attempt's
+            # files or, were a job id ever reused, another job's outputs. Move it aside.
+            if command.job_dir.exists() or command.job_dir.is_symlink():
+                aside = command.job_dir.with_name(f"{self.job_id}.previous-{time.time_ns()}")
+                command.job_dir.rename(aside)
+                log.warning(
+                    "job %s: kept the existing output directory as %s", self.job_id, aside.name
+                )
             command.job_dir.mkdir(parents=True)
         return command
 

@@ -63,3 +63,19 @@ def test_local_concurrency_is_capped_by_the_cpus_offered(
     [result] = wait_until(lambda: master.results(second), timeout=60, what="the second job")
     assert result["status"] == "completed"
     assert master.of("/result", first)[0].at <= master.of("/progress", second)[0].at
+
+
+def test_an_existing_output_directory_is_kept_not_removed(
+    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    master, url = fake_master
+    out = tmp_path / "w1" / "out"
+    (out / "reused-id").mkdir(parents=True)
+    (out / "reused-id" / "other-job.mp4").write_text("someone else's output")
+    start_worker(url)
+    master.submit(batch_spec(), job_id="reused-id")
+    [result] = wait_until(lambda: master.results("reused-id"), timeout=60, what="the result")
+    assert result["status"] == "completed"
+    [kept] = out.glob("reused-id.previous-*/other-job.mp4")
+    assert kept.read_text() == "someone else's output"
+    assert (out / "reused-id" / "output.mp4").exists()
