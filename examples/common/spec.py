@@ -24,6 +24,7 @@ __all__ = [
     "PRIORITIES",
     "QUEUES",
     "SpecError",
+    "spec_json_schema",
     "validate_spec",
 ]
 
@@ -228,3 +229,63 @@ def validate_spec(body: Any) -> dict[str, Any]:
             "output", "only live scenarios take an output URL; files go under the output dir"
         )
     return result
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job spec, built from the same tables :func:`validate_spec` uses.
+
+    It describes the shape (fields, types, ranges, choices) for API documents and clients;
+    :func:`validate_spec` stays the authority (it also checks cross-field rules: overrides
+    a scenario allows, live scenarios needing an output, even sizes, host policy).
+    """
+    size = {"type": "string", "pattern": _SIZE.pattern}
+    bitrate = {
+        "oneOf": [
+            {"type": "string", "pattern": _BITRATE.pattern},
+            {"type": "integer", "minimum": MIN_BITRATE, "maximum": MAX_BITRATE},
+        ]
+    }
+
+    def closed(required: list[str], **properties: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": required,
+            "properties": properties,
+        }
+
+    inputs = [
+        closed(
+            ["type"],
+            type={"const": "testsrc"},
+            duration={"type": "number", "minimum": 0.1, "maximum": MAX_DURATION_S},
+            size=size,
+            rate={"type": "integer", "minimum": 1, "maximum": int(MAX_FPS)},
+        ),
+        closed(
+            ["type", "path"],
+            type={"const": "file"},
+            path={"type": "string", "minLength": 1, "maxLength": MAX_PATH_LEN},
+        ),
+        closed(
+            ["type", "url"],
+            type={"const": "url"},
+            url={"type": "string", "format": "uri", "maxLength": MAX_URL_LEN},
+        ),
+    ]
+    overrides = {
+        "bitrate": bitrate,
+        "preset": {"enum": list(PRESETS)},
+        "crf": {"type": "integer", "minimum": 0, "maximum": 63},
+        "resolution": size,
+        "fps": {"type": "integer", "minimum": 1, "maximum": int(MAX_FPS)},
+    }
+    return closed(
+        ["scenario"],
+        scenario={"enum": sorted(SCENARIOS)},
+        input={"oneOf": inputs},
+        queue={"enum": list(QUEUES)},
+        priority={"enum": list(PRIORITIES)},
+        overrides=closed([], **{k: v for k, v in overrides.items() if k in OVERRIDES}),
+        output=closed(["url"], url={"type": "string", "format": "uri", "maxLength": MAX_URL_LEN}),
+    )

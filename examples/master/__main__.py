@@ -106,9 +106,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--rate-burst", type=int, default=100, help="burst per client")
     limits.add_argument(
-        "--worker-rate-limit", type=float, default=20.0, help="reports/s per node or job"
+        "--worker-rate-limit", type=float, default=50.0, help="worker reports/s per node"
     )
-    limits.add_argument("--worker-rate-burst", type=int, default=60, help="burst per node or job")
+    limits.add_argument("--worker-rate-burst", type=int, default=150, help="burst per node")
     limits.add_argument(
         "--auth-failure-limit", type=int, default=10, help="failed auths per window before lockout"
     )
@@ -126,6 +126,13 @@ def _serve_parser() -> argparse.ArgumentParser:
     sched.add_argument("--max-retries", type=int, default=3)
     sched.add_argument("--retry-backoff", type=float, default=2.0, help="first retry delay")
     sched.add_argument("--retry-backoff-max", type=float, default=300.0)
+    sched.add_argument("--max-nodes", type=int, default=10_000, help="registered nodes at most")
+    sched.add_argument(
+        "--prune-offline-after",
+        type=float,
+        default=86_400.0,
+        help="forget nodes offline this long (default one day)",
+    )
     sched.add_argument("--placement", choices=["spread", "binpack", "balanced"], default="spread")
 
     tracing = parser.add_argument_group("tracing")
@@ -264,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_failure_window=args.auth_failure_window,
             trust_proxies=tuple(args.trust_proxy),
             destinations=destinations,
+            max_nodes=args.max_nodes,
+            prune_offline_after=args.prune_offline_after,
         )
     except ConfigError as exc:
         parser.error(str(exc))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,19 +16,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import ffrtmp_infra
 from examples.common.scenarios import SCENARIOS
 from examples.common.spec import QUEUES, SpecError, validate_spec
 from examples.master import wire
 from examples.master.auth import NODE_TOKEN_HEADER, Authenticator
 from examples.master.errors import APIError
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
+from examples.master.openapi import openapi_document
 from examples.master.scheduler import NodeState, Scheduler
 from examples.master.store import AttemptRecord, JobRecord
+from ffrtmp_infra.ratelimit import Limiter
 from ffrtmp_infra.tracing import job_complete, redact_url
 
 __all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
 
 MAX_BODY = 256 * 1024
+#: Long-poll claims one node may hold open at once (a worker needs one; two allow a retry
+#: to overlap a claim the master has not yet seen end).
+MAX_OPEN_CLAIMS = 2
+#: A non-negative integer SQLite can hold (str.isdigit also takes "²" and any length).
+_COUNT = re.compile(r"[0-9]{1,18}")
 JOB_STATUSES = ("queued", "assigned", "running", "completed", "failed", "canceled")
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -108,16 +119,16 @@ def node_json(scheduler: Scheduler, state: NodeState) -> dict[str, Any]:
     }
 
 
-async def read_json(request: Request, *, optional: bool = False) -> Any:
+async def read_json(request: Request, *, optional: bool = False, limit: int = MAX_BODY) -> Any:
     """The request body as JSON (``None`` if empty and ``optional``), or a 400/413."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+    if declared is not None and _COUNT.fullmatch(declared) and int(declared) > limit:
+        raise APIError(413, f"request body larger than {limit} bytes")
     raw = b""
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_BODY:
-            raise APIError(413, f"request body larger than {MAX_BODY} bytes")
+        if len(raw) > limit:
+            raise APIError(413, f"request body larger than {limit} bytes")
     if not raw.strip():
         if optional:
             return None
@@ -153,11 +164,34 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
         return endpoint
 
-    def node_guarded(handler: Handler, *, operator: bool = False) -> Handler:
+    config = scheduler.config
+    reports = Limiter(config.worker_rate_limit, config.worker_rate_burst, name="worker")
+    open_claims: collections.Counter[str] = collections.Counter()
+
+    async def limit_reports(request: Request, node_id: str) -> None:
+        """Worker reports per authenticated node (per client while the id holds no token)."""
+        if auth.credentials.has(node_id):
+            key = f"node:{node_id}"
+        else:
+            key = f"client:{auth.client(request)}"
+        decision = await reports.ahit(key)
+        if not decision.allowed:
+            seconds = max(1, math.ceil(decision.retry_after))
+            raise APIError(
+                429,
+                "too many reports from this node; slow down",
+                {"retry_after": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
+
+    def node_guarded(handler: Handler, *, operator: bool = False, limited: bool = True) -> Handler:
         """The worker key plus the token of the node named in the path (see auth)."""
 
         async def endpoint(request: Request) -> Response:
-            await auth.check_node(request, request.path_params["node_id"], operator=operator)
+            node_id = request.path_params["node_id"]
+            await auth.check_node(request, node_id, operator=operator)
+            if limited:
+                await limit_reports(request, node_id)
             return await handler(request)
 
         return endpoint
@@ -165,6 +199,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def own_attempt(request: Request, job_id: str, report: dict[str, Any]) -> None:
         """403 unless the reporting node is authenticated and the attempt was given to it."""
         await auth.check_node(request, report["node_id"])
+        await limit_reports(request, report["node_id"])
         holder = scheduler.attempt_node(job_id, report["attempt"])
         if holder is not None and holder != report["node_id"]:
             await auth.count_failure(request, "node")
@@ -202,9 +237,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         if queue is not None and queue not in QUEUES:
             raise APIError(422, f"queue must be one of {', '.join(QUEUES)}", {"field": "queue"})
         limit_raw, cursor_raw = params.get("limit", "50"), params.get("cursor")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
+        if not _COUNT.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= 500:
             raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
-        if cursor_raw is not None and not cursor_raw.isdigit():
+        if cursor_raw is not None and not _COUNT.fullmatch(cursor_raw):
             raise APIError(
                 422, "cursor must be the next_cursor of a previous page", {"field": "cursor"}
             )
@@ -233,11 +268,17 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         return JSONResponse({"scenarios": scenarios})
 
     async def list_nodes(request: Request) -> Response:
-        states = [
-            scheduler.node(r.id) for r in scheduler.store.list_nodes() if r.status != "removed"
-        ]
-        nodes = [node_json(scheduler, s) for s in states]
-        return JSONResponse({"nodes": nodes, "count": len(nodes)})
+        params = request.query_params
+        limit_raw, cursor = params.get("limit", "100"), params.get("cursor", "")
+        if not _COUNT.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= 500:
+            raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
+        limit = int(limit_raw)
+        records = [
+            r for r in scheduler.store.list_nodes() if r.status != "removed" and r.id > cursor
+        ][:limit]  # in id order
+        nodes = [node_json(scheduler, scheduler.node(r.id)) for r in records]
+        next_cursor = records[-1].id if len(records) == limit else None
+        return JSONResponse({"nodes": nodes, "count": len(nodes), "next_cursor": next_cursor})
 
     async def get_node(request: Request) -> Response:
         state = scheduler.node(request.path_params["node_id"])
@@ -254,7 +295,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     # -- worker ---------------------------------------------------------------------------
 
     async def register(request: Request) -> Response:
-        body = _validated(wire.validate_register, await read_json(request))
+        raw = await read_json(request, limit=wire.MAX_REGISTER_BODY)
+        body = _validated(wire.validate_register, raw)
         node_id = body["node_id"]
         presented = request.headers.get(NODE_TOKEN_HEADER, "")
         known = auth.credentials.has(node_id)
@@ -266,6 +308,14 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
                 403,
                 f"node {node_id!r} is registered to another worker: present its "
                 f"{NODE_TOKEN_HEADER}, or have an operator DELETE /nodes/{node_id} first",
+                {"field": "node_id"},
+            )
+        stored = scheduler.store.get_node(node_id)
+        is_new = stored is None or stored.status == "removed"
+        if is_new and scheduler.store.count_nodes() >= scheduler.config.max_nodes:
+            raise APIError(
+                422,
+                f"the master holds its maximum of {scheduler.config.max_nodes} nodes",
                 {"field": "node_id"},
             )
         state = scheduler.register_node(body)
@@ -286,7 +336,24 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def claim(request: Request) -> Response:
         body = await read_json(request, optional=True)
         wait = _validated(lambda b: wire.validate_claim(b, scheduler.config.claim_wait_max), body)
-        waiting = asyncio.ensure_future(scheduler.claim(request.path_params["node_id"], wait))
+        node_id = request.path_params["node_id"]
+        if open_claims[node_id] >= MAX_OPEN_CLAIMS:
+            raise APIError(
+                429,
+                f"at most {MAX_OPEN_CLAIMS} open claims per node",
+                {"retry_after": 1},
+                headers={"Retry-After": "1"},
+            )
+        open_claims[node_id] += 1
+        try:
+            return await _claim(request, node_id, wait)
+        finally:
+            open_claims[node_id] -= 1
+            if open_claims[node_id] <= 0:
+                del open_claims[node_id]
+
+    async def _claim(request: Request, node_id: str, wait: float) -> Response:
+        waiting = asyncio.ensure_future(scheduler.claim(node_id, wait))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
@@ -316,9 +383,17 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
             job = scheduler.result(job_id, report)
         return JSONResponse({"status": job.status, "job_id": job.id, "attempt": job.attempt})
 
+    document: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> Response:
+        if not document:  # built on first use, from the routes as served
+            document.update(openapi_document(routes, version=ffrtmp_infra.__version__))
+        return JSONResponse(document)
+
     submitter, worker = "submitter", "worker"
-    return [
+    routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/jobs", guarded(submitter, create_job), methods=["POST"]),
         Route("/jobs", guarded(submitter, list_jobs), methods=["GET"]),
@@ -332,7 +407,12 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         Route("/nodes/register", guarded(worker, register), methods=["POST"]),
         Route("/nodes/{node_id}", guarded(submitter, get_node), methods=["GET"]),
         # an operator removes (and revokes) any node; a worker deregisters itself on SIGTERM
-        Route("/nodes/{node_id}", node_guarded(remove_node, operator=True), methods=["DELETE"]),
+        Route(
+            "/nodes/{node_id}",
+            node_guarded(remove_node, operator=True, limited=False),
+            methods=["DELETE"],
+        ),
         Route("/nodes/{node_id}/heartbeat", node_guarded(heartbeat), methods=["POST"]),
         Route("/nodes/{node_id}/claim", node_guarded(claim), methods=["POST"]),
     ]
+    return routes

@@ -86,40 +86,34 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error", "detail": None}, status_code=500)
 
 
-def _worker_report_key(path: str) -> str | None:
-    """``node:<id>`` for heartbeats and claims, ``job:<id>`` for progress and results."""
+def _is_worker_report(path: str) -> bool:
+    """Heartbeats, claims, progress and results: limited per node after authentication."""
     parts = path.strip("/").split("/")
     if len(parts) != 3:
-        return None
-    if parts[0] == "nodes" and parts[2] in ("heartbeat", "claim"):
-        return f"node:{parts[1]}"
-    if parts[0] == "jobs" and parts[2] in ("progress", "result"):
-        return f"job:{parts[1]}"
-    return None
+        return False
+    return (parts[0] == "nodes" and parts[2] in ("heartbeat", "claim")) or (
+        parts[0] == "jobs" and parts[2] in ("progress", "result")
+    )
 
 
 def _rules(config: MasterConfig) -> list[Rule]:
-    """Worker reports are limited per node/job; everything else per client address.
+    """Everything but worker reports is limited per client address, in front of the app.
 
-    Keying worker traffic by node keeps one NAT'ed rack of workers from
-    starving each other, while a submitter flooding from one address is cut
-    off by the address limit. ``/health`` is never limited.
+    Worker reports are left to the API, which limits them per *authenticated* node (see
+    ``api.build_routes``): keyed on the ids in the path, as before, anyone could spread a
+    flood over made-up node and job ids, and keyed on the address, one NAT'ed rack of
+    workers would starve itself. ``/health`` is never limited.
     """
     api = Limiter(config.rate_limit, config.rate_burst, name="api")
-    worker = Limiter(config.worker_rate_limit, config.worker_rate_burst, name="worker")
     by_address = client_ip(trusted_proxies=config.trust_proxies)
 
-    def choose(info: RequestInfo) -> Limiter:
-        return worker if _worker_report_key(info.path) else api
-
     def key(info: RequestInfo) -> str | None:
-        report = _worker_report_key(info.path)
-        if report is not None:
-            return report
+        if _is_worker_report(info.path):
+            return None
         address = by_address(info)
         return None if address is None else str(address)
 
-    return [Rule(path="/health", exempt=True), Rule(choose, key=key)]
+    return [Rule(path="/health", exempt=True), Rule(api, key=key)]
 
 
 def create_app(

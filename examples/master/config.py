@@ -29,7 +29,9 @@ class MasterConfig:
     front of the API (``rate_limit=0`` turns it off); ``auth_failure_limit``
     failed logins per ``auth_failure_window`` lock a client out for the rest of
     the window. ``destinations`` says which input hosts and live outputs jobs may
-    name (by default: public input hosts only, no live output).
+    name (by default: public input hosts only, no live output). At most ``max_nodes``
+    nodes are registered at once; offline nodes are forgotten (record and token) after
+    ``prune_offline_after`` seconds of silence.
     """
 
     db_path: str = "master.db"
@@ -47,11 +49,13 @@ class MasterConfig:
     monitor_interval: float = 1.0
     rate_limit: float = 50.0
     rate_burst: int = 100
-    worker_rate_limit: float = 20.0
-    worker_rate_burst: int = 60
+    worker_rate_limit: float = 50.0
+    worker_rate_burst: int = 150
     auth_failure_limit: int = 10
     auth_failure_window: float = 60.0
     trust_proxies: tuple[str, ...] = ()
+    max_nodes: int = 10_000
+    prune_offline_after: float = 86_400.0
     destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
@@ -65,6 +69,7 @@ class MasterConfig:
             "claim_wait_max",
             "monitor_interval",
             "auth_failure_window",
+            "prune_offline_after",
         ):
             _positive(name, getattr(self, name))
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -86,7 +91,7 @@ class MasterConfig:
         if not self.rate_limit >= 0:
             raise ConfigError(f"rate_limit must be >= 0 (0 turns it off), got {self.rate_limit!r}")
         _positive("worker_rate_limit", self.worker_rate_limit)
-        for name in ("rate_burst", "worker_rate_burst", "auth_failure_limit"):
+        for name in ("rate_burst", "worker_rate_burst", "auth_failure_limit", "max_nodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

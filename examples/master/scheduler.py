@@ -600,6 +600,7 @@ class Scheduler:
                 self.check_timeouts()
                 if self.clock() - last_save >= self.config.heartbeat_interval:
                     self._save_heartbeats()
+                    self.prune_offline()
                     last_save = self.clock()
             except Exception:
                 log.exception("monitor pass failed")
@@ -637,6 +638,13 @@ class Scheduler:
         if due:
             self._fresh.update(due)
             self.kick()
+
+    def prune_offline(self) -> list[str]:
+        """Forget nodes offline for longer than ``prune_offline_after``; returns their ids."""
+        pruned = self.store.prune_nodes(self.clock() - self.config.prune_offline_after)
+        if pruned:
+            log.info("pruned %d long-offline nodes", len(pruned))
+        return pruned
 
     def _node_offline(self, state: NodeState) -> None:
         log.warning("node %s missed heartbeats; marking it offline", state.record.id)

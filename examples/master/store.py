@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ __all__ = ["ACTIVE", "TERMINAL", "AttemptRecord", "JobRecord", "NodeRecord", "St
 #: Statuses a job moves through; ``queued`` also covers "waiting for a retry".
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
+
+#: a job's sequence number as given in a URL (str.isdigit also takes "³", any length)
+_SEQ = re.compile(r"[0-9]{1,18}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -246,6 +250,24 @@ class Store:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def prune_nodes(self, silent_since: float) -> list[str]:
+        """Delete offline nodes (and their tokens) silent since before ``silent_since``."""
+        with self.batch():
+            rows = self._db.execute(
+                "SELECT id FROM nodes WHERE status='offline' AND last_heartbeat < ?",
+                (silent_since,),
+            ).fetchall()
+            pruned = [str(r[0]) for r in rows]
+            for node_id in pruned:
+                self._db.execute("DELETE FROM nodes WHERE id=?", (node_id,))
+                self._db.execute("DELETE FROM node_tokens WHERE node_id=?", (node_id,))
+        return pruned
+
+    def count_nodes(self) -> int:
+        """Nodes not removed (online or offline)."""
+        row = self._db.execute("SELECT COUNT(*) FROM nodes WHERE status != 'removed'").fetchone()
+        return int(row[0])
+
     def set_node_status(self, node_id: str, status: str) -> None:
         """Change a node's status (``online``, ``offline``, ``removed``)."""
         self._write("UPDATE nodes SET status=? WHERE id=?", (status, node_id))
@@ -293,7 +315,7 @@ class Store:
 
     def get_job(self, job_id: str) -> JobRecord | None:
         """The job with this id (or this sequence number, given as digits), or ``None``."""
-        if job_id.isdigit():
+        if _SEQ.fullmatch(job_id):
             sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq=?"  # noqa: S608
             row = self._db.execute(sql, (int(job_id),)).fetchone()
         else:

@@ -17,7 +17,12 @@ from examples.common.spec import SpecError
 from ffrtmp_infra.tracing import redact_text
 
 __all__ = [
+    "MAX_ENCODERS",
+    "MAX_EXTENDED",
+    "MAX_LABELS",
+    "MAX_REGISTER_BODY",
     "NODE_ID",
+    "RESULT_STATUSES",
     "validate_claim",
     "validate_heartbeat",
     "validate_progress",
@@ -26,7 +31,13 @@ __all__ = [
 ]
 
 NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_RESULT_STATUSES = ("completed", "failed", "handed_back")
+RESULT_STATUSES = ("completed", "failed", "handed_back")
+#: Registration caps: a node record is shown by GET /nodes and kept for the node's life,
+#: so one registration must stay small (it was up to ~94 KB).
+MAX_LABELS = 32
+MAX_ENCODERS = 256
+MAX_EXTENDED = 16
+MAX_REGISTER_BODY = 16 * 1024
 _MAX_LOG_TAIL = 16_384
 _MAX_ERROR = 2_000
 
@@ -75,19 +86,21 @@ def validate_register(body: Any) -> dict[str, Any]:
     body = _mapping(body, "body")
     capacity = _mapping(body.get("capacity"), "capacity")
     extended_in = _mapping(capacity.get("extended", {}) or {}, "capacity.extended")
+    if len(extended_in) > MAX_EXTENDED:
+        raise SpecError("capacity.extended", f"at most {MAX_EXTENDED} extended resources")
     extended: dict[str, int] = {}
     for name, amount in extended_in.items():
         _string(name, "capacity.extended", 64, pattern=NODE_ID)
         extended[name] = _number(amount, f"capacity.extended.{name}", 0, 10_000, integer=True)
     labels_in = _mapping(body.get("labels", {}) or {}, "labels")
-    if len(labels_in) > 64:
-        raise SpecError("labels", "at most 64 labels")
+    if len(labels_in) > MAX_LABELS:
+        raise SpecError("labels", f"at most {MAX_LABELS} labels")
     labels = {
         _string(k, "labels", 128): _string(v, f"labels.{k}", 256) for k, v in labels_in.items()
     }
     encoders_in = body.get("encoders", [])
-    if not isinstance(encoders_in, list) or len(encoders_in) > 1024:
-        raise SpecError("encoders", "must be an array of at most 1024 encoder names")
+    if not isinstance(encoders_in, list) or len(encoders_in) > MAX_ENCODERS:
+        raise SpecError("encoders", f"must be an array of at most {MAX_ENCODERS} encoder names")
     return {
         "node_id": node_id(body.get("node_id")),
         "capacity": {
@@ -158,8 +171,8 @@ def validate_result(body: Any) -> dict[str, Any]:
     """``POST /jobs/{id}/result``: how the attempt ended, its outputs and measurements."""
     report = _report_base(body)
     status = body.get("status")
-    if status not in _RESULT_STATUSES:
-        raise SpecError("status", f"must be one of {', '.join(_RESULT_STATUSES)}")
+    if status not in RESULT_STATUSES:
+        raise SpecError("status", f"must be one of {', '.join(RESULT_STATUSES)}")
     outputs_in = body.get("outputs", []) or []
     if not isinstance(outputs_in, list) or len(outputs_in) > 4096:
         raise SpecError("outputs", "must be an array of at most 4096 {path, size}")

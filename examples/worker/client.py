@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,6 +70,33 @@ def tls_context(
 
 
 RequestHook = Callable[[httpx.Request], Any]
+
+#: Ids the worker puts in URLs and paths: what the master issues (uuids, node ids).
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def safe_id(value: Any, what: str) -> str:
+    """``value`` if it is a safe job or node id, else :class:`MasterError` (a bad answer).
+
+    The master's answers are checked like any input: an id such as ``../escape`` must not
+    become a URL path or a directory name.
+    """
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
+        raise MasterError(200, f"the master sent an invalid {what}: {str(value)[:80]!r}")
+    return value
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`MasterError` (retried like any bad answer)."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise MasterError(
+            response.status_code, f"answer is not JSON: {response.text[:80]!r}"
+        ) from None
+    if not isinstance(body, dict):
+        raise MasterError(response.status_code, f"answer is not a JSON object: {str(body)[:80]}")
+    return body
 
 
 class MasterClient:
@@ -151,34 +179,44 @@ class MasterClient:
 
         A node that registered before presents its token (see :meth:`set_node_token`).
         """
-        result: dict[str, Any] = self._call("POST", "/nodes/register", payload).json()
-        return result
+        return _json_object(self._call("POST", "/nodes/register", payload))
 
     def heartbeat(self, node_id: str, running: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /nodes/{id}/heartbeat``: returns the answer (``cancel`` lists job ids)."""
-        response = self._call("POST", f"/nodes/{node_id}/heartbeat", {"running": running})
-        result: dict[str, Any] = response.json()
-        return result
+        path = f"/nodes/{safe_id(node_id, 'node id')}/heartbeat"
+        answer = _json_object(self._call("POST", path, {"running": running}))
+        cancel = answer.get("cancel", [])
+        if not isinstance(cancel, list) or not all(isinstance(c, str) for c in cancel):
+            raise MasterError(200, f"heartbeat answer: cancel must be a list of ids: {cancel!r}")
+        return answer
 
     def claim(self, node_id: str, wait: float) -> dict[str, Any] | None:
         """``POST /nodes/{id}/claim``: an assignment, or ``None`` after ``wait`` seconds."""
         response = self._call(
-            "POST", f"/nodes/{node_id}/claim", {"wait": wait}, read_timeout=wait + self.timeout
+            "POST",
+            f"/nodes/{safe_id(node_id, 'node id')}/claim",
+            {"wait": wait},
+            read_timeout=wait + self.timeout,
         )
         if response.status_code == 204:
             return None
-        assignment: dict[str, Any] = response.json()
+        assignment = _json_object(response)
+        safe_id(assignment.get("job_id"), "job id")
+        attempt = assignment.get("attempt")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise MasterError(200, f"the master sent an invalid attempt: {attempt!r}")
+        if not isinstance(assignment.get("spec"), dict):
+            raise MasterError(200, "the master sent an assignment without a spec object")
         return assignment
 
     def progress(self, job_id: str, report: dict[str, Any]) -> None:
         """``POST /jobs/{id}/progress`` (raises :class:`SupersededError` on 409)."""
-        self._call("POST", f"/jobs/{job_id}/progress", report)
+        self._call("POST", f"/jobs/{safe_id(job_id, 'job id')}/progress", report)
 
     def result(self, job_id: str, report: dict[str, Any]) -> None:
         """``POST /jobs/{id}/result`` (raises :class:`SupersededError` on 409)."""
-        self._call("POST", f"/jobs/{job_id}/result", report)
+        self._call("POST", f"/jobs/{safe_id(job_id, 'job id')}/result", report)
 
     def deregister(self, node_id: str) -> dict[str, Any]:
         """``DELETE /nodes/{id}``: the master drains and removes this node."""
-        result: dict[str, Any] = self._call("DELETE", f"/nodes/{node_id}").json()
-        return result
+        return _json_object(self._call("DELETE", f"/nodes/{safe_id(node_id, 'node id')}"))

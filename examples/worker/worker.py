@@ -16,6 +16,7 @@ Threads:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -77,6 +78,9 @@ class Worker:
             request_hooks=[httpx_request_hook],
         )
         self.heartbeat_interval = 5.0
+        #: local cap on concurrent ffmpeg processes: --max-jobs, else one per CPU offered
+        #: (the master's placement is the first line; this one holds even if it misjudges)
+        self.max_jobs = config.max_jobs or max(1, math.ceil(self.capacity.cpu))
         self.runners: dict[tuple[str, int], JobRunner] = {}  # by (job id, attempt)
         self.completed: list[JobRunner] = []
         self.exit_code = 0
@@ -171,7 +175,13 @@ class Worker:
     def _register(self) -> None:
         self._load_token()
         answer = self.client.register(self.register_payload())
-        self.heartbeat_interval = float(answer.get("heartbeat_interval", 5.0))
+        interval = answer.get("heartbeat_interval", 5.0)
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            interval = 5.0
+        if not 0.05 <= interval <= 600:
+            log.warning("ignoring the master's heartbeat_interval %r; using 5 s", interval)
+            interval = 5.0
+        self.heartbeat_interval = float(interval)
         token = answer.get("node_token")
         if isinstance(token, str) and token:
             self._save_token(token)
@@ -231,6 +241,8 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except MasterUnavailableError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:  # a bug or an answer nobody foresaw must not end the heartbeats
+                log.exception("heartbeat loop error; continuing")
             # Heartbeats continue while draining: the master must not think we died.
             if self._removed.wait(self.heartbeat_interval):
                 return
@@ -255,7 +267,7 @@ class Worker:
     # -- claiming ----------------------------------------------------------------------------
 
     def _has_free_slot(self) -> bool:
-        return self.config.max_jobs is None or len(self.runners) < self.config.max_jobs
+        return len(self.runners) < self.max_jobs
 
     def _claim_loop(self) -> None:
         delay = 0.1
@@ -288,12 +300,19 @@ class Worker:
                 self._stopping.wait(pause)
                 delay = min(delay * 2, 5.0)
                 continue
+            except Exception:  # a bug or an answer nobody foresaw must not end the claims
+                log.exception("claim loop error; retrying in %.1fs", delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             if assignment is not None:
                 try:
                     self._start(assignment)
                 except (KeyError, TypeError, ValueError) as exc:
                     # A malformed assignment must not kill the claim loop.
-                    log.error("ignoring a malformed assignment (%r): %s", exc, assignment)
+                    log.error(
+                        "ignoring a malformed assignment (%r): %s", exc, str(assignment)[:300]
+                    )
 
     def _start(self, assignment: dict[str, Any]) -> None:
         runner = JobRunner(

@@ -47,6 +47,9 @@ class FakeMaster:
     throttle_claims: int = 0
     forget_nodes: bool = False
     removed: bool = False
+    #: misbehaviour: raw 200 bodies for the next claims, JSON values for the next heartbeats
+    bad_claims: deque[bytes] = field(default_factory=deque)
+    bad_heartbeats: deque[Any] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -134,6 +137,8 @@ class FakeMaster:
         if problem:
             return problem
         with self.lock:
+            if self.bad_heartbeats:
+                return JSONResponse(self.bad_heartbeats.popleft())
             cancel = sorted(self.cancel_on_heartbeat)
             self.cancel_on_heartbeat.clear()
         return JSONResponse({"status": "online", "cancel": cancel})
@@ -154,6 +159,8 @@ class FakeMaster:
             if problem:
                 return problem
             with self.lock:
+                if self.bad_claims:
+                    return Response(self.bad_claims.popleft(), media_type="application/json")
                 if self.pending:
                     return JSONResponse(self.pending.popleft())
             if time.monotonic() >= deadline:

@@ -341,7 +341,7 @@ def test_a_malformed_assignment_is_ignored_and_claiming_goes_on(
     job_id = master.submit(batch_spec())
     [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the next result")
     assert result["status"] == "completed"
-    assert "ignoring a malformed assignment" in worker.log()
+    assert "the master sent an invalid attempt" in worker.log()
 
 
 def test_a_new_attempt_of_a_running_job_replaces_the_old_one(
