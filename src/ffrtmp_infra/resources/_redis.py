@@ -40,6 +40,9 @@ from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapsho
 
 _SCRIPTS = ("register", "reserve", "release", "unregister", "drain", "read", "available")
 _CUSTOM_RETRIES = 8
+# With a custom scorer, what reserving on the picked node raises when another master
+# changed that node between the snapshot and the reservation: look again.
+_RACED = (InsufficientResourcesError, NodeDrainingError, UnknownNodeError)
 
 
 def _load_scripts() -> dict[str, str]:
@@ -294,6 +297,10 @@ class RedisBackend:
         )
 
     @staticmethod
+    def _none_fits(request: Resources) -> NoNodeAvailableError:
+        return NoNodeAvailableError(f"no node can hold {request.describe()}")
+
+    @staticmethod
     def _available(raw: Sequence[Any]) -> list[str]:
         ranked = [(-float(raw[i + 1]), int(raw[i + 2]), _s(raw[i])) for i in range(0, len(raw), 3)]
         ranked.sort()
@@ -383,9 +390,9 @@ class RedisBackend:
                 break
             try:
                 return self.reserve(job_id, picked, rc, rr, rg, ext)
-            except (InsufficientResourcesError, NodeDrainingError, UnknownNodeError):
+            except _RACED:
                 continue  # another master got there first: look again
-        raise NoNodeAvailableError(f"no node can hold {request.describe()}")
+        raise self._none_fits(request)
 
     def release(self, job_id: str) -> Reservation | None:
         return self._held(self._run("release", [check_id(job_id, "job_id")]))
@@ -486,9 +493,9 @@ class RedisBackend:
                 break
             try:
                 return await self.areserve(job_id, node_id, rc, rr, rg, ext)
-            except (InsufficientResourcesError, NodeDrainingError, UnknownNodeError):
+            except _RACED:
                 continue
-        raise NoNodeAvailableError(f"no node can hold {request.describe()}")
+        raise self._none_fits(request)
 
     async def arelease(self, job_id: str) -> Reservation | None:
         return self._held(await self._arun("release", [check_id(job_id, "job_id")]))
