@@ -26,6 +26,24 @@ def test_relative_links_point_at_files_that_exist(doc: Path) -> None:
     assert not missing, f"{doc.name} links to missing files: {missing}"
 
 
+REPOSITORY = "https://github.com/ffrtmp/ffrtmp-infra/"
+
+
+def test_readme_links_are_absolute_and_point_at_files_of_this_repository() -> None:
+    """The README is the package index's long description, where relative links break."""
+    targets = LINK.findall((ROOT / "README.md").read_text())
+    relative = [t for t in targets if "://" not in t]
+    assert not relative, f"the README has relative links: {relative}"
+    ours = [t.removeprefix(REPOSITORY) for t in targets if t.startswith(REPOSITORY)]
+    assert ours, "the README links to none of the guides"
+    missing = [
+        path
+        for path in (t.split("/", 2)[2] for t in ours if t.startswith(("blob/", "tree/")))
+        if not (ROOT / path).exists()
+    ]
+    assert not missing, f"the README links to missing files: {missing}"
+
+
 def _python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.S)
 

@@ -66,13 +66,26 @@ class _StateCollector(Collector):
         yield nodes
 
 
+def _reader_on(registry: CollectorRegistry) -> PrometheusMetricReader:
+    """A Prometheus reader feeding ``registry`` rather than the process-global one."""
+    try:
+        return PrometheusMetricReader(registry=registry)  # type: ignore[call-arg, unused-ignore]
+    except TypeError:
+        # opentelemetry-exporter-prometheus 0.48b0 (the one beside SDK 1.27, our floor)
+        # always registers on the global registry (and unregisters from it at shutdown):
+        # leave it there and register the same collector on ours too.
+        reader = PrometheusMetricReader()
+        registry.register(reader._collector)  # the only handle that release offers
+        return reader
+
+
 class MasterMetrics:
     """The master's registry, its instruments and an OTel meter provider feeding it."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.meter_provider = MeterProvider(
-            metric_readers=[PrometheusMetricReader(registry=self.registry)],
+            metric_readers=[_reader_on(self.registry)],
             resource=Resource.create({"service.name": "ffrtmp-master"}),
         )
         self.jobs_submitted = Counter(
