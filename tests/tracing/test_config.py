@@ -95,9 +95,45 @@ def test_endpoint_forms(endpoint: str, protocol: str | None, expected: str) -> N
     assert TracingConfig(otlp_endpoint=endpoint, protocol=protocol).traces_endpoint == expected
 
 
-def test_base_endpoint_from_env_gets_the_signal_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://gw:4318/prefix")
-    assert TracingConfig().traces_endpoint == "http://gw:4318/prefix/v1/traces"
+GENERAL, TRACES = "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+
+
+@pytest.mark.parametrize(
+    ("env", "protocol", "expected"),
+    [
+        # The general variable is a base: the signal path is appended (OTLP exporter spec).
+        ({GENERAL: "http://gw:4318"}, "http/protobuf", "http://gw:4318/v1/traces"),
+        ({GENERAL: "http://gw:4318/"}, "http/protobuf", "http://gw:4318/v1/traces"),
+        ({GENERAL: "http://gw:4318/prefix"}, "http/protobuf", "http://gw:4318/prefix/v1/traces"),
+        ({GENERAL: "https://gw.example/v1/traces"}, "http/protobuf",
+         "https://gw.example/v1/traces/v1/traces"),
+        ({GENERAL: "gw:4318"}, "http/protobuf", "http://gw:4318/v1/traces"),
+        # The per-signal variable is used as written, with or without a path.
+        ({TRACES: "http://gw:4318"}, "http/protobuf", "http://gw:4318"),
+        ({TRACES: "http://gw:4318/custom/path"}, "http/protobuf", "http://gw:4318/custom/path"),
+        ({TRACES: "https://gw.example/v1/traces"}, "http/protobuf", "https://gw.example/v1/traces"),
+        ({TRACES: "gw:4318"}, "http/protobuf", "http://gw:4318"),
+        # The per-signal variable wins over the general one.
+        ({GENERAL: "http://a:4318", TRACES: "http://b:4318/x"}, "http/protobuf", "http://b:4318/x"),
+        # gRPC takes no path: both are used as written (a scheme added when missing).
+        ({GENERAL: "http://gw:4317"}, "grpc", "http://gw:4317"),
+        ({GENERAL: "gw:4317"}, "grpc", "http://gw:4317"),
+        ({TRACES: "https://gw:4317"}, "grpc", "https://gw:4317"),
+        ({GENERAL: "http://a:4317", TRACES: "http://b:4317"}, "grpc", "http://b:4317"),
+        # Nothing set: the exporter's own default.
+        ({}, "http/protobuf", None),
+        ({}, "grpc", None),
+    ],
+)  # fmt: skip
+def test_endpoint_variables_follow_the_otlp_exporter_specification(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], protocol: str, expected: str | None
+) -> None:
+    monkeypatch.delenv(GENERAL, raising=False)
+    monkeypatch.delenv(TRACES, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    assert TracingConfig().traces_endpoint == expected
 
 
 @pytest.mark.parametrize(

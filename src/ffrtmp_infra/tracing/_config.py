@@ -141,7 +141,9 @@ class TracingConfig:
     #: False when ``OTEL_TRACES_SAMPLER`` names a sampler we do not map to a
     #: ratio (e.g. ``jaeger_remote``): the SDK then builds it from the env.
     sampler_from_env: bool = field(default=False, init=False)
-    _endpoint_is_base: bool = field(default=False, init=False, repr=False)
+    # Where otlp_endpoint came from: "argument", or the env var that set it (the OTLP
+    # specification treats the general and the per-signal variables differently).
+    _endpoint_source: str = field(default="argument", init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("service_name", "service_version", "environment"):
@@ -162,7 +164,7 @@ class TracingConfig:
                 if value is not None:
                     _check_endpoint(value, var)
                     set_(self, "otlp_endpoint", value)
-                    set_(self, "_endpoint_is_base", var == "OTEL_EXPORTER_OTLP_ENDPOINT")
+                    set_(self, "_endpoint_source", var)
                     break
 
         protocol, source = self.protocol, "protocol"
@@ -211,11 +213,13 @@ class TracingConfig:
     def traces_endpoint(self) -> str | None:
         """The URL the exporter is given, or ``None`` for the exporter's own default.
 
-        For OTLP/HTTP, ``host:port`` becomes ``http://host:port/v1/traces``, a URL
-        without a path gets ``/v1/traces``, a base from ``OTEL_EXPORTER_OTLP_ENDPOINT``
-        gets ``/v1/traces`` appended (as the specification says) and any other URL
-        is used as written. For gRPC the path is irrelevant and ``host:port``
-        becomes ``http://host:port`` (plaintext; give ``https://`` for TLS).
+        For OTLP/HTTP, as the OTLP exporter specification says, a base from
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` gets ``/v1/traces`` appended and
+        ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as written (path included or
+        not). The ``otlp_endpoint`` argument is a convenience: ``host:port`` becomes
+        ``http://host:port/v1/traces``, a URL without a path gets ``/v1/traces`` and
+        any other URL is used as written. For gRPC the path is irrelevant and
+        ``host:port`` becomes ``http://host:port`` (plaintext; give ``https://`` for TLS).
         """
         endpoint = self.otlp_endpoint
         if endpoint is None:
@@ -224,7 +228,11 @@ class TracingConfig:
             endpoint = f"http://{endpoint}"
         if self.protocol == "grpc":
             return endpoint
-        path = urlsplit(endpoint).path
-        if self._endpoint_is_base or path in ("", "/"):
+        if self._endpoint_source == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+            return endpoint
+        if self._endpoint_source == "OTEL_EXPORTER_OTLP_ENDPOINT" or urlsplit(endpoint).path in (
+            "",
+            "/",
+        ):
             return endpoint.rstrip("/") + "/v1/traces"
         return endpoint
