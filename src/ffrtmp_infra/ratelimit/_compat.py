@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import inspect
 import urllib.parse
-import warnings
 from types import ModuleType
 from typing import Any
+
+from ffrtmp_infra._fallback import warn_once
 
 __all__ = [
     "async_redis_client",
@@ -39,15 +40,7 @@ _warned: set[str] = set()
 
 def warn_fallback(feature: str, missing: str) -> None:
     """Warn once per process that ``feature`` runs on its public-API fallback."""
-    if feature in _warned:
-        return
-    _warned.add(feature)
-    warnings.warn(
-        f"ffrtmp_infra.ratelimit: {missing} in the installed limits/redis-py; "
-        f"{feature} uses its public-API fallback",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    warn_once(_warned, "ffrtmp_infra.ratelimit", "limits/redis-py", feature, missing)
 
 
 def _is_client(value: object) -> bool:

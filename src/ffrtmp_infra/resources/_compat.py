@@ -7,8 +7,9 @@ force each fallback by replacing its probe (the ``_aclose`` function).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
+
+from ffrtmp_infra._fallback import warn_once
 
 __all__ = ["async_close"]
 
@@ -16,16 +17,8 @@ _warned: set[str] = set()
 
 
 def warn_fallback(feature: str, missing: str) -> None:
-    """Warn once per process that ``feature`` runs on its fallback."""
-    if feature in _warned:
-        return
-    _warned.add(feature)
-    warnings.warn(
-        f"ffrtmp_infra.resources: {missing} in the installed redis-py; "
-        f"{feature} uses its public-API fallback",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    """Warn once per process that ``feature`` runs on its public-API fallback."""
+    warn_once(_warned, "ffrtmp_infra.resources", "redis-py", feature, missing)
 
 
 def _aclose(client: Any) -> Any:
