@@ -235,16 +235,9 @@ class Scheduler:
         job = self.get_job(job_id)
         return job, self.store.attempts(job.id)
 
-    def list_jobs(
-        self,
-        *,
-        status: str | None = None,
-        queue: str | None = None,
-        before_seq: int | None = None,
-        limit: int = 50,
-    ) -> list[JobRecord]:
-        """A page of jobs, newest first (see :meth:`Store.list_jobs`)."""
-        return self.store.list_jobs(status=status, queue=queue, before_seq=before_seq, limit=limit)
+    def list_jobs(self, **page: Any) -> list[JobRecord]:
+        """A page of jobs, newest first: the filters and cursor of :meth:`Store.list_jobs`."""
+        return self.store.list_jobs(**page)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or active job; the worker learns it on its next report."""

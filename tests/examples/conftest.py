@@ -15,6 +15,7 @@ import httpx
 import pytest
 from examples.cli import APIClient
 from examples.common.ffmpeg import rtmp_receiver_command
+from examples.master.store import SCHEMA_VERSION, Store, open_store
 from examples.worker.client import tls_context
 
 from tests.examples.fake_master import FakeMaster
@@ -311,3 +312,35 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "master.db")
     return str(request.getfixturevalue("postgres_url"))
+
+
+StoreOpener = Callable[[str], Store]
+
+
+@pytest.fixture
+def open_db() -> Iterator[StoreOpener]:
+    """``open_db(db)``: the store ``db`` names; every one opened is closed at teardown."""
+    opened: list[Store] = []
+
+    def opener(db: str) -> Store:
+        store = open_store(db)
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+def mark_schema_newer(db: str) -> int:
+    """Record a migration from the future in ``db``; returns its version."""
+    store = open_store(db)
+    try:
+        with store.batch():
+            store._run(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (SCHEMA_VERSION + 1, "from the future", 0.0),
+            )
+    finally:
+        store.close()
+    return SCHEMA_VERSION + 1

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.master.store import SCHEMA_VERSION, open_store
 
+from tests.examples.conftest import mark_schema_newer
 from tests.support.otlp import OTLPReceiver
 from tests.support.services import free_port
 
@@ -173,13 +173,7 @@ def test_db_takes_a_sqlite_url(tmp_path: Path) -> None:
 
 
 def test_a_master_refuses_to_start_on_a_newer_schema(db: str) -> None:
-    store = open_store(db)
-    with store.batch():
-        store._run(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            (SCHEMA_VERSION + 1, "from the future", 0.0),
-        )
-    store.close()
+    newer = mark_schema_newer(db)
     result = subprocess.run(
         [sys.executable, "-m", "examples.master", "--db", db],
         capture_output=True,
@@ -187,7 +181,7 @@ def test_a_master_refuses_to_start_on_a_newer_schema(db: str) -> None:
         timeout=60,
     )
     assert result.returncode == 1
-    assert f"schema version {SCHEMA_VERSION + 1}" in result.stderr
+    assert f"schema version {newer}" in result.stderr
     assert "run a newer master" in result.stderr
 
 

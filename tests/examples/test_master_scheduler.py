@@ -11,9 +11,9 @@ from examples.common.spec import validate_spec
 from examples.master.config import MasterConfig
 from examples.master.errors import Conflict
 from examples.master.scheduler import Scheduler
-from examples.master.store import Store, open_store
 
 from ffrtmp_infra.resources import ResourceManager
+from tests.examples.conftest import StoreOpener
 
 
 class FakeClock:
@@ -27,14 +27,15 @@ class FakeClock:
         self.now += seconds
 
 
-_opened: list[Store] = []
+_openers: list[StoreOpener] = []
 
 
 @pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
+def _store_opener(open_db: StoreOpener) -> Iterator[None]:
+    """``_scheduler`` opens its store through the test's ``open_db`` (closed at teardown)."""
+    _openers.append(open_db)
     yield
-    while _opened:
-        _opened.pop().close()
+    _openers.pop()
 
 
 def _scheduler(db: str, clock: FakeClock, **config: Any) -> Scheduler:
@@ -49,9 +50,9 @@ def _scheduler(db: str, clock: FakeClock, **config: Any) -> Scheduler:
     }
     settings.update(config)
     cfg = MasterConfig(**settings)
-    store = open_store(cfg.db)
-    _opened.append(store)
-    return Scheduler(store, ResourceManager(scorer="spread"), cfg, clock=clock, jitter=lambda: 1.0)
+    return Scheduler(
+        _openers[-1](cfg.db), ResourceManager(scorer="spread"), cfg, clock=clock, jitter=lambda: 1.0
+    )
 
 
 def _register(

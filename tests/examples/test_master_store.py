@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,8 @@ from examples.master.store import (
     open_store,
 )
 
+from tests.examples.conftest import StoreOpener, mark_schema_newer
 from tests.support.postgres import PostgresServer
-
-_opened: list[Store] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
-def _open(db: str) -> Store:
-    store = open_store(db)
-    _opened.append(store)
-    return store
 
 
 def _job(store: Store, job_id: str, **changes: object) -> JobRecord:
@@ -63,8 +48,8 @@ def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
     db.close()
 
 
-def test_job_round_trip_and_update(db: str) -> None:
-    store = _open(db)
+def test_job_round_trip_and_update(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     job = _job(store, "j1")
     store.update_job("j1", status="running", progress={"percent": 42.0}, node_id="n1")
     got = store.get_job("j1")
@@ -79,15 +64,15 @@ def test_job_round_trip_and_update(db: str) -> None:
     assert store.get_job("missing") is None
 
 
-def test_jobs_and_nodes_survive_reopening(db: str) -> None:
-    store = _open(db)
+def test_jobs_and_nodes_survive_reopening(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     _job(store, "j1")
     _job(store, "j2")
     store.upsert_node(NodeRecord("n1", "online", {"cpu": 4}, {}, ["libx264"], "1", 1.0, 2.0))
     store.insert_attempt(AttemptRecord("j1", 1, "n1", 3.0))
     store.update_attempt("j1", 1, outcome="failed", error="boom", finished_at=4.0)
     store.close()
-    again = _open(db)
+    again = open_db(db)
     assert [j.id for j in again.jobs_with_status(["queued"])] == ["j1", "j2"]
     assert again.next_seq() == 3
     node = again.get_node("n1")
@@ -96,8 +81,8 @@ def test_jobs_and_nodes_survive_reopening(db: str) -> None:
     assert again.attempts("j1") == [AttemptRecord("j1", 1, "n1", 3.0, None, 4.0, "failed", "boom")]
 
 
-def test_batch_commits_once_and_rolls_back_on_error(db: str) -> None:
-    store = _open(db)
+def test_batch_commits_once_and_rolls_back_on_error(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
 
     def fail_midway() -> None:
         with store.batch():
@@ -113,8 +98,8 @@ def test_batch_commits_once_and_rolls_back_on_error(db: str) -> None:
     assert {j.id for j in store.list_jobs()} == {"j2", "j3"}
 
 
-def test_list_jobs_pages_newest_first_with_filters(db: str) -> None:
-    store = _open(db)
+def test_list_jobs_pages_newest_first_with_filters(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     for i in range(5):
         _job(store, f"j{i}", queue="batch" if i % 2 else "default")
     page = store.list_jobs(limit=2)
@@ -125,26 +110,23 @@ def test_list_jobs_pages_newest_first_with_filters(db: str) -> None:
     assert store.count_jobs_by_status() == {"queued": 5}
 
 
-def test_a_new_database_is_migrated_to_the_newest_schema_once(db: str) -> None:
-    assert _open(db).schema_version() == SCHEMA_VERSION
-    assert _open(db).migrate() == SCHEMA_VERSION  # a second master finds it done
+def test_a_new_database_is_migrated_to_the_newest_schema_once(
+    db: str, open_db: StoreOpener
+) -> None:
+    assert open_db(db).schema_version() == SCHEMA_VERSION
+    assert open_db(db).migrate() == SCHEMA_VERSION  # a second master finds it done
 
 
 def test_a_master_refuses_a_schema_newer_than_it_knows(db: str) -> None:
-    store = _open(db)
-    with store.batch():
-        store._run(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            (SCHEMA_VERSION + 1, "from the future", 0.0),
-        )
+    newer = mark_schema_newer(db)
     with pytest.raises(SchemaTooNew) as refused:
         open_store(db)
-    assert refused.value.detail == {"found": SCHEMA_VERSION + 1, "known": SCHEMA_VERSION}
-    assert f"schema version {SCHEMA_VERSION + 1}" in str(refused.value)
+    assert refused.value.detail == {"found": newer, "known": SCHEMA_VERSION}
+    assert f"schema version {newer}" in str(refused.value)
 
 
-def test_claim_takes_a_queued_job_once(db: str) -> None:
-    store = _open(db)
+def test_claim_takes_a_queued_job_once(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     _job(store, "j1")
     assert store.claim_job("j1", status="assigned", node_id="n1", attempt=1)
     assert not store.claim_job("j1", status="assigned", node_id="n2", attempt=2)
@@ -154,9 +136,9 @@ def test_claim_takes_a_queued_job_once(db: str) -> None:
 
 
 def test_claim_skips_a_job_another_master_holds_locked(
-    postgres_server: PostgresServer, postgres_url: str
+    postgres_server: PostgresServer, postgres_url: str, open_db: StoreOpener
 ) -> None:
-    store = _open(postgres_url)
+    store = open_db(postgres_url)
     _job(store, "j1")
     with postgres_server.connect() as other, other.transaction():
         other.execute("SELECT id FROM jobs WHERE id='j1' FOR UPDATE")
@@ -165,15 +147,19 @@ def test_claim_skips_a_job_another_master_holds_locked(
     assert store.claim_job("j1", status="assigned", node_id="n1", attempt=1)
 
 
-def test_postgres_numbers_jobs_uniquely_across_masters(postgres_url: str) -> None:
-    first, second = _open(postgres_url), _open(postgres_url)
+def test_postgres_numbers_jobs_uniquely_across_masters(
+    postgres_url: str, open_db: StoreOpener
+) -> None:
+    first, second = open_db(postgres_url), open_db(postgres_url)
     numbers = [first.next_seq(), second.next_seq(), first.next_seq()]
     assert len(set(numbers)) == 3
 
 
 @pytest.mark.parametrize("url", ["sqlite:///{dir}/m.db", "{dir}/m.db"])
-def test_db_takes_a_sqlite_url_or_a_plain_path(tmp_path: Path, url: str) -> None:
-    store = _open(url.format(dir=tmp_path))
+def test_db_takes_a_sqlite_url_or_a_plain_path(
+    tmp_path: Path, url: str, open_db: StoreOpener
+) -> None:
+    store = open_db(url.format(dir=tmp_path))
     _job(store, "j1")
     assert (tmp_path / "m.db").exists()
 
