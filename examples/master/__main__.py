@@ -139,6 +139,13 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="forget nodes offline this long (default one day)",
     )
     sched.add_argument("--placement", choices=["spread", "binpack", "balanced"], default="spread")
+    sched.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="several masters on one database: the active one holds the duties lease this "
+        "long per renewal; a standby takes over within 4/3 of it (default 10)",
+    )
 
     tracing = parser.add_argument_group("tracing")
     tracing.add_argument(
@@ -278,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             destinations=destinations,
             max_nodes=args.max_nodes,
             prune_offline_after=args.prune_offline_after,
+            lease_ttl=args.lease_ttl,
         )
     except ConfigError as exc:
         parser.error(str(exc))

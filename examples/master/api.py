@@ -29,6 +29,7 @@ from examples.master.errors import (
     Invalid,
     MasterError,
     NotFound,
+    Standby,
     StoreUnavailable,
 )
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
@@ -55,6 +56,7 @@ HTTP_STATUS: dict[type[MasterError], int] = {
     Gone: 410,
     Conflict: 409,
     Invalid: 422,
+    Standby: 503,
     StoreUnavailable: 503,
 }
 
@@ -63,7 +65,7 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     """Render a :class:`MasterError` as ``{"error", "detail"}`` with its mapped status."""
     assert isinstance(exc, MasterError)
     status = next((code for kind, code in HTTP_STATUS.items() if isinstance(exc, kind)), 500)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": "1" if isinstance(exc, Standby) else "5"} if status == 503 else None
     return JSONResponse(
         {"error": exc.message, "detail": exc.detail}, status_code=status, headers=headers
     )

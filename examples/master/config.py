@@ -34,7 +34,9 @@ class MasterConfig:
     ``destinations`` says which input hosts and live outputs jobs may
     name (by default: public input hosts only, no live output). At most ``max_nodes``
     nodes are registered at once; offline nodes are forgotten (record and token) after
-    ``prune_offline_after`` seconds of silence.
+    ``prune_offline_after`` seconds of silence. Of several masters on one database, the one
+    holding the duties lease is active; a standby takes over within ``lease_ttl`` seconds
+    (plus a third of it) of the active master's death.
     """
 
     db: str = "master.db"
@@ -59,6 +61,7 @@ class MasterConfig:
     trust_proxies: tuple[str, ...] = ()
     max_nodes: int = 10_000
     prune_offline_after: float = 86_400.0
+    lease_ttl: float = 10.0
     destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
@@ -77,6 +80,7 @@ class MasterConfig:
             "monitor_interval",
             "auth_failure_window",
             "prune_offline_after",
+            "lease_ttl",
         ):
             _positive(name, getattr(self, name))
         if self.heartbeat_timeout <= self.heartbeat_interval:

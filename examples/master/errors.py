@@ -17,6 +17,7 @@ __all__ = [
     "MasterError",
     "NotFound",
     "SchemaTooNew",
+    "Standby",
     "StoreUnavailable",
 ]
 
@@ -44,6 +45,10 @@ class Conflict(MasterError):
 
 class Invalid(MasterError):
     """A value the domain refuses (a capacity the resource manager rejects, a full master)."""
+
+
+class Standby(MasterError):
+    """This master is a standby: another master holds the duties lease (try that one)."""
 
 
 class StoreUnavailable(MasterError):

@@ -32,8 +32,9 @@ from opentelemetry import context as otel_context
 
 from examples.common.scenarios import SCENARIOS
 from examples.master.config import MasterConfig
-from examples.master.errors import Conflict, Gone, Invalid, NotFound, StoreUnavailable
+from examples.master.errors import Conflict, Gone, Invalid, NotFound, Standby, StoreUnavailable
 from examples.master.jobqueue import JobQueue, QueuedJob
+from examples.master.lease import Lease
 from examples.master.metrics import MasterMetrics, StateSource
 from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
 from ffrtmp_infra.resources import Reservation, ResourceError, ResourceManager
@@ -111,10 +112,15 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._exclude_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.placements = 0
+        self.lease = Lease(store, config.lease_ttl, clock=clock)
+        #: True while another master holds the duties lease (see :mod:`examples.master.lease`)
+        self.standby = False
+        self._leased = False  # started with the lease loop (unit tests drive a bare scheduler)
+        self._duties: list[asyncio.Task[None]] = []
         self.metrics.watch(
             StateSource(
                 self.store.count_jobs_by_status,
-                self.queue.counts,
+                lambda: self.queue.counts(),
                 self._node_counts,
                 self.store.job_counters,
             )
@@ -123,26 +129,109 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover state from the store, then start the placement and monitor tasks."""
+        """Serve as the active master if the duties lease is free, else stand by for it."""
+        self._leased = True
+        self.standby = True
+        if self._renew_lease():
+            self._take_over()
+        else:
+            log.info("standing by: master %s holds the duties lease", self.lease.current_holder())
+        self._tasks = [asyncio.get_running_loop().create_task(self._lease_loop(), name="lease")]
+
+    async def stop(self) -> None:
+        """Stop the background tasks, persist heartbeat times and give the lease up."""
+        tasks, self._tasks = [*self._tasks, *self._duties], []
+        self._duties = []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for node in self.nodes.values():
+            node.wakeup.set()
+        if not self.standby:
+            with contextlib.suppress(StoreUnavailable):
+                self._save_heartbeats()
+                self.lease.release()
+
+    # -- the duties lease ------------------------------------------------------------------
+
+    def _renew_lease(self) -> bool:
+        try:
+            return self.lease.renew()
+        except StoreUnavailable as exc:
+            log.warning("cannot renew the duties lease: %s", exc)
+            return self.lease.held
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.ttl / 3)
+            held = self._renew_lease()
+            if held and self.standby:
+                try:
+                    self._take_over()
+                except StoreUnavailable as exc:
+                    self._step_down(f"recovery failed: {exc}")
+            elif not held and not self.standby:
+                self._step_down("the duties lease expired or another master took it")
+
+    def _take_over(self) -> None:
+        log.warning(
+            "holding the duties lease (%s): serving as the active master", self.lease.holder
+        )
+        self.standby = False
         self.recover()
         loop = asyncio.get_running_loop()
-        self._tasks = [
+        self._duties = [
             loop.create_task(self._placement_loop(), name="placement"),
             loop.create_task(self._monitor_loop(), name="monitor"),
         ]
         self.kick(capacity=True)
 
-    async def stop(self) -> None:
-        """Stop the background tasks and persist heartbeat times."""
-        for task in self._tasks:
+    def _step_down(self, reason: str) -> None:
+        """Stop acting at once and forget the in-memory state (the store keeps the truth)."""
+        log.warning("standing by: %s", reason)
+        self.standby = True
+        for task in self._duties:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        self._save_heartbeats()
-        for node in self.nodes.values():
+        self._duties = []
+        for node_id, node in self.nodes.items():
             node.wakeup.set()
+            with contextlib.suppress(ResourceError):
+                self.resources.unregister_node(node_id)
+        self.queue = JobQueue()
+        self.nodes.clear()
+        self.active.clear()
+        self._on_node.clear()
+        self._waiting.clear()
+        self._fresh.clear()
+        self._exclude_cache.clear()
+
+    def _acting(self) -> bool:
+        """True while this master may act (holds the lease, or runs alone in a unit test)."""
+        try:
+            self._require_active()
+        except Standby:
+            return False
+        return True
+
+    def _adopt_submitted(self) -> None:
+        """Queue the jobs a standby master stored (it stores, the active master places)."""
+        for job_id in self.store.queued_ids():
+            if job_id not in self.queue and job_id not in self.active:
+                job = self.store.get_job(job_id)
+                if job is not None and job.status == "queued":
+                    self._enqueue(job)
+
+    def _require_active(self) -> None:
+        """Raise :class:`Standby` unless this master holds the duties lease."""
+        if self._leased and not self.standby and not self.lease.held:
+            self._step_down("the duties lease ran out before it could be renewed")
+        if self.standby:
+            raise Standby(
+                "this master is a standby: send worker traffic to the active master",
+                {"role": "standby"},
+            )
 
     def recover(self) -> None:
         """Rebuild the in-memory indexes from the store after a (re)start.
@@ -202,7 +291,7 @@ class Scheduler:
     # -- jobs --------------------------------------------------------------------------------
 
     def submit(self, spec: dict[str, Any]) -> JobRecord:
-        """Store a validated spec as a queued job and wake placement."""
+        """Store a validated spec as a queued job and wake placement (any master)."""
         now = self.clock()
         job_id = str(uuid.uuid4())
         with job_create(job_id, scenario=spec["scenario"], queue=spec["queue"]):
@@ -220,7 +309,8 @@ class Scheduler:
                 trace=carrier,
             )
             self.store.insert_job(job)
-        self._enqueue(job)
+        if not self.standby:  # else the active master adopts it on its next pass
+            self._enqueue(job)
         return job
 
     def get_job(self, job_id: str) -> JobRecord:
@@ -241,6 +331,7 @@ class Scheduler:
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or active job; the worker learns it on its next report."""
+        self._require_active()
         job = self.get_job(job_id)
         if job.status in ("completed", "failed", "canceled"):
             raise Conflict(f"job is already {job.status}", {"status": job.status})
@@ -260,6 +351,7 @@ class Scheduler:
 
     def retry(self, job_id: str) -> JobRecord:
         """Put a failed or canceled job back in the queue with a fresh retry budget."""
+        self._require_active()
         job = self.get_job(job_id)
         if job.status not in ("failed", "canceled"):
             raise Conflict(f"only failed or canceled jobs can be retried; job is {job.status}")
@@ -295,6 +387,7 @@ class Scheduler:
 
     def progress(self, job_id: str, report: dict[str, Any]) -> None:
         """Record a progress report; the first one moves the job from assigned to running."""
+        self._require_active()
         job, active = self._current(job_id, report["node_id"], report["attempt"])
         now = self.clock()
         active.last_activity = now
@@ -307,6 +400,7 @@ class Scheduler:
 
     def result(self, job_id: str, report: dict[str, Any]) -> JobRecord:
         """Finish the current attempt: complete, retry with backoff, dead-letter, or requeue."""
+        self._require_active()
         job, _ = self._current(job_id, report["node_id"], report["attempt"])
         now = self.clock()
         status = report["status"]
@@ -335,6 +429,7 @@ class Scheduler:
 
     def register_node(self, body: dict[str, Any]) -> NodeState:
         """Register a node or refresh an existing one (capacity updated, back online)."""
+        self._require_active()
         now = self.clock()
         node_id = body["node_id"]
         previous = self.nodes.get(node_id)
@@ -420,6 +515,7 @@ class Scheduler:
         that showed no activity for two heartbeat intervals, was lost (say a
         worker restarted): it is requeued without counting as a failure.
         """
+        self._require_active()
         state = self.nodes.get(node_id)
         if state is None or not state.online:
             record = self.store.get_node(node_id)
@@ -453,6 +549,7 @@ class Scheduler:
 
     def remove_node(self, node_id: str) -> list[str]:
         """Drain and remove a node; its active jobs are requeued. Returns their ids."""
+        self._require_active()
         state = self.node(node_id)
         with contextlib.suppress(ResourceError):
             self.resources.drain(node_id)
@@ -472,6 +569,7 @@ class Scheduler:
 
     async def claim(self, node_id: str, wait: float) -> dict[str, Any] | None:
         """Long-poll: the next assignment for this node, or ``None`` after ``wait`` seconds."""
+        self._require_active()
         state = self.nodes.get(node_id)
         if state is None:
             self.heartbeat(node_id, None)  # raises the NotFound/Gone the worker acts on
@@ -487,7 +585,7 @@ class Scheduler:
                     active.assigned_at = self.clock()
                 return assignment
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not state.online:
+            if remaining <= 0 or not state.online or self.standby:
                 return None
             state.wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -507,7 +605,7 @@ class Scheduler:
 
     def place(self) -> int:
         """Run one placement pass; returns how many jobs were placed."""
-        if not self.nodes or not self.queue:
+        if not self._acting() or not self.nodes or not self.queue:
             self._fresh.clear()
             return 0
         now = self.clock()
@@ -635,6 +733,9 @@ class Scheduler:
 
     def check_timeouts(self) -> None:
         """Mark silent nodes offline, fail stale attempts, release due retries."""
+        if not self._acting():
+            return
+        self._adopt_submitted()
         now = self.clock()
         with self.store.batch():
             for state in list(self.nodes.values()):
@@ -824,15 +925,23 @@ class Scheduler:
         """``healthy``, ``degraded`` (serving, but something needs a look) or ``unhealthy``.
 
         Unhealthy when the store does not answer (every request would fail); degraded when
-        no node is online (jobs queue up but nothing runs). ``reasons`` says why.
+        no node is online (jobs queue up but nothing runs) or, on a standby, when no master
+        holds the duties lease. ``role`` is ``active`` or ``standby``; ``reasons`` says why.
         """
+        role = "standby" if self.standby else "active"
         online = sum(1 for n in self.nodes.values() if n.online)
-        report: dict[str, Any] = {"nodes_online": online, "queued": len(self.queue)}
+        report: dict[str, Any] = {"role": role, "nodes_online": online, "queued": len(self.queue)}
         try:
             self.store.ping()
+            holder = self.lease.current_holder() if self.standby else self.lease.holder
         except StoreUnavailable as exc:
             return {"status": "unhealthy", "reasons": [f"database: {exc}"], **report}
-        reasons = [] if online else ["no node online"]
+        reasons = []
+        if holder is None:
+            reasons.append("no lease holder: no master runs the duties")
+        elif not self.standby and not online:
+            reasons.append("no node online")
+        report["lease_holder"] = holder
         return {"status": "degraded" if reasons else "healthy", "reasons": reasons, **report}
 
     def available(self, node_id: str) -> dict[str, Any] | None:

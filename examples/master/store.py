@@ -114,6 +114,17 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "{job_seq}",
         ),
     ),
+    (
+        2,
+        "leases: which master runs the background duties, until when",
+        (
+            """CREATE TABLE IF NOT EXISTS leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at {real} NOT NULL
+            )""",
+        ),
+    ),
 )
 #: The newest schema this master knows.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -336,6 +347,31 @@ class Store(abc.ABC):
         """Raise :class:`StoreUnavailable` unless the database answers a trivial query."""
         self._run("SELECT 1 AS one")
 
+    # -- leases --------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take lease ``name`` for ``holder`` until ``now + ttl``, or renew it; True if held.
+
+        One statement, so two masters racing for an expired lease cannot both win. Expiry is
+        compared on the masters' own clocks: keep them in sync (NTP) well within ``ttl``.
+        """
+        rows = self._write(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name)"
+            " DO UPDATE SET holder=excluded.holder, expires_at=excluded.expires_at"
+            " WHERE leases.holder=excluded.holder OR leases.expires_at < ? RETURNING holder",
+            (name, holder, now + ttl, now),
+        )
+        return bool(rows)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up at once (a clean shutdown) if ``holder`` holds it."""
+        self._write("DELETE FROM leases WHERE name=? AND holder=?", (name, holder))
+
+    def lease_holder(self, name: str, now: float) -> str | None:
+        """Who holds lease ``name`` unexpired at ``now``, or ``None``."""
+        rows = self._run("SELECT holder FROM leases WHERE name=? AND expires_at >= ?", (name, now))
+        return str(rows[0]["holder"]) if rows else None
+
     # -- nodes ---------------------------------------------------------------------------
 
     def upsert_node(self, node: NodeRecord) -> None:
@@ -479,6 +515,10 @@ class Store(abc.ABC):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?"  # noqa: S608
         return [_job_from_row(r) for r in self._run(sql, (*params, limit))]
+
+    def queued_ids(self) -> set[str]:
+        """The ids of every queued job (another master may have submitted them)."""
+        return {str(r["id"]) for r in self._run("SELECT id FROM jobs WHERE status='queued'")}
 
     def count_jobs_by_status(self) -> dict[str, int]:
         """``{status: count}`` over all jobs."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,16 +101,25 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+log = logging.getLogger("examples.worker.client")
+
+
 class MasterClient:
     """Calls the master's node and job endpoints, mapping answers to return values/errors.
 
     Thread-safe (one ``httpx.Client`` with a connection pool): the heartbeat thread, the
-    claim loop and the job threads share it.
+    claim loop and the job threads share it. Given several masters (one database, one of
+    them active), it talks to one at a time and moves to the next when the current one is
+    unreachable or answers 503 (a standby, or its database is down); the failed call raises
+    :class:`MasterUnavailableError` or :class:`MasterError` as before, and the caller's own
+    retry loop, with its backoff, sends the retry to the next master. A result report thus
+    reaches whichever master is active, once: a master that had recorded it answers the
+    retry with 409.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key: str | None = None,
         verify: ssl.SSLContext | bool = True,
@@ -119,8 +130,12 @@ class MasterClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = timeout
+        self.masters = (base_url,) if isinstance(base_url, str) else tuple(base_url)
+        if not self.masters:
+            raise ValueError("MasterClient needs at least one master URL")
+        self._current = 0
+        self._switch = threading.Lock()
         self._http = httpx.Client(
-            base_url=base_url,
             headers=headers,
             verify=verify,
             timeout=timeout,
@@ -132,17 +147,34 @@ class MasterClient:
         """Close the connection pool."""
         self._http.close()
 
+    @property
+    def master(self) -> str:
+        """The master currently talked to."""
+        return self.masters[self._current]
+
+    def _fail_over(self, index: int, why: str) -> None:
+        """Move on from master ``index`` (unless another thread already did)."""
+        with self._switch:
+            if len(self.masters) > 1 and self._current == index:
+                self._current = (index + 1) % len(self.masters)
+                log.warning("master %s %s; moving to %s", self.masters[index], why, self.master)
+
     def _call(
         self, method: str, path: str, body: Any = None, *, read_timeout: float | None = None
     ) -> httpx.Response:
         timeout = httpx.Timeout(self.timeout, read=read_timeout) if read_timeout else None
+        index = self._current
+        url = self.masters[index] + path
         try:
             if timeout is None:
-                response = self._http.request(method, path, json=body)
+                response = self._http.request(method, url, json=body)
             else:
-                response = self._http.request(method, path, json=body, timeout=timeout)
+                response = self._http.request(method, url, json=body, timeout=timeout)
         except httpx.TransportError as exc:
+            self._fail_over(index, "is unreachable")
             raise MasterUnavailableError(f"{method} {path}: {exc!r}") from exc
+        if response.status_code == 503:
+            self._fail_over(index, "answered 503 (standby, or its database is down)")
         if response.status_code >= 400:
             self._raise(response)
         return response

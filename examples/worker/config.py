@@ -49,10 +49,12 @@ class WorkerConfig:
     ``grace_s`` is how long a batch job may keep running after SIGTERM before it is handed
     back; live jobs are handed back at once. ``destinations`` is the input-host policy
     checked again right before ffmpeg starts (see :mod:`examples.common.netpolicy`).
+    ``other_masters`` are more masters on the same database, tried in turn after ``master``.
     """
 
     master: str
     output_dir: Path
+    other_masters: tuple[str, ...] = ()
     api_key: str | None = None
     node_id: str | None = None
     media_root: Path | None = None
@@ -75,11 +77,22 @@ class WorkerConfig:
     ffmpeg: str | None = None
     destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
+    @property
+    def masters(self) -> tuple[str, ...]:
+        """Every master URL, ``master`` first."""
+        return (self.master, *self.other_masters)
+
     def __post_init__(self) -> None:
-        parts = urlsplit(self.master)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"master must be an http:// or https:// URL, got {self.master!r}")
-        object.__setattr__(self, "master", self.master.rstrip("/"))
+        masters = []
+        for url in (self.master, *self.other_masters):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"master must be an http:// or https:// URL, got {url!r}")
+            masters.append(url.rstrip("/"))
+        if len({urlsplit(url).scheme for url in masters}) > 1:
+            raise ValueError(f"masters must all use http or all https, got {masters}")
+        object.__setattr__(self, "master", masters[0])
+        object.__setattr__(self, "other_masters", tuple(masters[1:]))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.node_id is None:
             object.__setattr__(self, "node_id", default_node_id(self.output_dir))
@@ -120,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m examples.worker",
         description="Reference ffrtmp worker: registers with a master, claims jobs, runs ffmpeg.",
     )
-    p.add_argument("--master", required=True, help="master base URL, http(s)://host:port")
+    p.add_argument(
+        "--master",
+        required=True,
+        action="append",
+        help="master base URL, http(s)://host:port; repeat for several masters on one "
+        "database: the worker moves to the next when one is unreachable or standing by",
+    )
     p.add_argument("--output-dir", required=True, type=Path, help="outputs go to DIR/<job_id>/")
     p.add_argument(
         "--api-key",
@@ -178,7 +197,8 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     """Turn parsed flags into a :class:`WorkerConfig` (raises ``ValueError`` on bad values)."""
     return WorkerConfig(
-        master=args.master,
+        master=args.master[0],
+        other_masters=tuple(args.master[1:]),
         output_dir=args.output_dir,
         api_key=args.api_key or None,
         node_id=args.node_id,

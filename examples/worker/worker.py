@@ -71,7 +71,7 @@ class Worker:
         if config.master.startswith("https://"):
             verify = tls_context(config.ca_cert, config.client_cert, config.client_key)
         self.client = client or MasterClient(
-            config.master,
+            config.masters,
             api_key=config.api_key,
             verify=verify,
             timeout=config.request_timeout_s,

@@ -42,19 +42,22 @@ def start_worker(tmp_path: Path, ffmpeg: FFmpeg) -> Iterator[WorkerFactory]:
     started: list[Process] = []
 
     def start(
-        master_url: str,
+        master_url: str | Sequence[str],
         *extra: str,
         name: str = "w1",
         cpu: float = 2,
         env: dict[str, str] | None = None,
         local_inputs: bool = True,
     ) -> Process:
-        """``local_inputs``: allow http inputs from 127.0.0.1 (where test clips are served)."""
+        """``local_inputs``: allow http inputs from 127.0.0.1 (where test clips are served).
+
+        ``master_url``: one URL, or several (each given with its own ``--master``).
+        """
         out = tmp_path / name / "out"
         out.mkdir(parents=True, exist_ok=True)
+        urls = [master_url] if isinstance(master_url, str) else list(master_url)
         args = [
-            "--master",
-            master_url,
+            *(arg for url in urls for arg in ("--master", url)),
             "--output-dir",
             str(out),
             "--node-id",
@@ -171,6 +174,8 @@ class MasterProcess:
             "0.2",
             "--retry-backoff-max",
             "1",
+            "--lease-ttl",
+            "2",
             *self.extra,
         ]
         self.process = start_python(
@@ -222,9 +227,15 @@ def start_master(tmp_path: Path) -> Iterator[MasterFactory]:
         client_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         db: str | None = None,
+        keys_of: MasterProcess | None = None,
     ) -> MasterProcess:
-        """``db``: the ``--db`` (default: a SQLite file in the test's directory)."""
+        """``db``: the ``--db`` (default: a SQLite file in the test's directory);
+        ``keys_of``: another master whose keys this one shares (several masters, one fleet).
+        """
         master = MasterProcess(tmp_path, extra, env, db)
+        if keys_of is not None:
+            master.api_key, master.worker_key = keys_of.api_key, keys_of.worker_key
+            master.log_path = tmp_path / f"master-{len(masters)}.log"
         master.client_options = client_options or {}
         masters.append(master)
         return master.start()

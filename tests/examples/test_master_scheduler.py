@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from examples.common.spec import validate_spec
 from examples.master.config import MasterConfig
-from examples.master.errors import Conflict
+from examples.master.errors import Conflict, Standby
 from examples.master.scheduler import Scheduler
 
 from ffrtmp_infra.resources import ResourceManager
@@ -390,3 +390,54 @@ def test_lost_job_grace_starts_when_the_worker_claims_it(db: str) -> None:
     assert asyncio.run(s.claim("n1", 0)) is not None
     s.heartbeat("n1", [])  # sent before the worker listed its new job
     assert s.get_job(job).status == "assigned"
+
+
+def test_a_second_master_stands_by_stores_submissions_and_refuses_worker_traffic(
+    db: str,
+) -> None:
+    clock = FakeClock()
+    active, standby = _scheduler(db, clock), _scheduler(db, clock)
+
+    async def scenario() -> None:
+        await active.start()
+        await standby.start()
+        try:
+            assert (active.standby, standby.standby) == (False, True)
+            assert standby.health()["role"] == "standby"
+            assert standby.health()["lease_holder"] == active.lease.holder
+            with pytest.raises(Standby):
+                _register(standby, "n1")
+            with pytest.raises(Standby):
+                standby.heartbeat("n1", [])
+            job_id = _submit(standby)  # stored, placed by the active master
+            assert job_id not in standby.queue
+            _register(active, "n1")
+            active.check_timeouts()  # the monitor pass adopts what standbys stored
+            active.place()
+            assert active.get_job(job_id).node_id == "n1"
+        finally:
+            await active.stop()  # gives the lease up
+            await standby.stop()
+
+    asyncio.run(scenario())
+    assert standby.lease.current_holder() is None
+
+
+def test_a_master_that_loses_the_lease_stops_acting_and_forgets_its_state(db: str) -> None:
+    clock = FakeClock()
+    s = _scheduler(db, clock)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            _register(s, "n1")
+            _submit(s)
+            s._step_down("test")
+            assert (s.standby, len(s.nodes), len(s.queue)) == (True, 0, 0)
+            assert s.place() == 0
+            with pytest.raises(Standby):
+                s.heartbeat("n1", [])
+        finally:
+            await s.stop()
+
+    asyncio.run(scenario())

@@ -125,6 +125,20 @@ def test_a_master_refuses_a_schema_newer_than_it_knows(db: str) -> None:
     assert f"schema version {newer}" in str(refused.value)
 
 
+def test_a_lease_has_one_holder_until_it_expires(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
+    assert store.acquire_lease("duties", "a", 10, now=100)
+    assert not store.acquire_lease("duties", "b", 10, now=105)
+    assert store.acquire_lease("duties", "a", 10, now=105)  # renewed until 115
+    assert store.lease_holder("duties", 114) == "a"
+    assert store.acquire_lease("duties", "b", 10, now=116)  # expired: taken over
+    assert not store.acquire_lease("duties", "a", 10, now=117)
+    store.release_lease("duties", "a")  # not a's any more: no effect
+    assert store.lease_holder("duties", 117) == "b"
+    store.release_lease("duties", "b")
+    assert store.lease_holder("duties", 117) is None
+
+
 def test_claim_takes_a_queued_job_once(db: str, open_db: StoreOpener) -> None:
     store = open_db(db)
     _job(store, "j1")

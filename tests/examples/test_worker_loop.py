@@ -14,6 +14,7 @@ from tests.examples.fake_master import FakeMaster
 from tests.examples.helpers import children_of, pid_alive, wait_until
 from tests.support.ffmpeg import FFmpeg
 from tests.support.servers import serve_asgi
+from tests.support.services import free_port
 
 pytestmark = [pytest.mark.ffmpeg, pytest.mark.slow]
 
@@ -63,6 +64,19 @@ def test_worker_registers_its_capacity_and_heartbeats(
     assert body["labels"]["os"] == "linux"
     assert master.of("/heartbeat")[0].body == {"running": []}
     assert worker.alive()
+
+
+def test_worker_moves_on_from_an_unreachable_master_and_reports_there(
+    fake_master: tuple[FakeMaster, str], start_worker: WorkerFactory
+) -> None:
+    master, url = fake_master
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    worker = start_worker([dead, url])
+    wait_until(lambda: len(master.of("/heartbeat")) >= 2, timeout=60, what="heartbeats")
+    job_id = master.submit(batch_spec())
+    [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
+    assert result["status"] == "completed", result
+    assert f"master {dead} is unreachable; moving to {url}" in worker.log()
 
 
 def test_batch_job_runs_and_reports_outputs_duration_and_speed(
