@@ -53,14 +53,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_master(db: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_master(db: Path | str, port: int, *extra: str) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable, "-m", "examples.master", "--port", str(port), "--db", str(db),
         "--api-key", API_KEY, "--worker-key", WORKER_KEY,
         "--rate-limit", "1000000", "--rate-burst", "1000000",
         "--worker-rate-limit", "1000", "--worker-rate-burst", "1000",
         "--heartbeat-interval", str(HEARTBEAT_INTERVAL), "--heartbeat-timeout", "120",
-        "--log-level", "warning",
+        "--log-level", "warning", *extra,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)

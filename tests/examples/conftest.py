@@ -175,7 +175,7 @@ class MasterProcess:
             "--retry-backoff-max",
             "1",
             "--lease-ttl",
-            "2",
+            "3",
             *self.extra,
         ]
         self.process = start_python(

@@ -67,6 +67,7 @@ def test_two_masters_survive_a_master_kill_and_a_worker_kill(
         wait_until(
             lambda: any(one.job(i)["status"] == "running" for i in ids),
             timeout=60,
+            interval=0.5,  # eight GETs a poll: stay under the per-client rate limit
             what="a job running",
         )
     active.kill()
@@ -80,6 +81,7 @@ def test_two_masters_survive_a_master_kill_and_a_worker_kill(
                 else None
             ),
             timeout=180,
+            interval=0.5,
             what="every job completed after the master kill",
         )
         for job in jobs:
