@@ -327,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     tracing = init_tracer(tracing_config)
-    app = create_app(config)
+    # Flushed in the lifespan: on SIGTERM uvicorn re-raises the signal after its graceful
+    # shutdown, so the finally below runs only on SIGINT and errors.
+    app = create_app(config, on_shutdown=tracing.shutdown)
     scheme = "https" if tls else "http"
     log.info("master listening on %s://%s:%d (db %s)", scheme, args.host, args.port, args.db)
     try:

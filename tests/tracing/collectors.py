@@ -1,0 +1,160 @@
+"""Collectors that misbehave, on real loopback sockets, for the bounded-shutdown tests.
+
+* ``refused``: a port where nothing listens (the connection is refused at once);
+* ``silent``: accepts connections and never answers;
+* ``slow``: a real OTLP server (HTTP or gRPC) that answers after ``delay`` seconds;
+* ``tls``: speaks TLS where the exporter expects plaintext (every handshake fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.support.services import free_port
+
+CASES = ("refused", "silent", "slow", "tls")
+PROTOCOLS = ("http/protobuf", "grpc")
+
+
+class _Acceptor:
+    """Accepts connections on a thread and hands each to ``handle``; bounded by ``stop``."""
+
+    def __init__(self, handle: Any) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.1)
+        self.port = int(self.server.getsockname()[1])
+        self.held: list[socket.socket] = []
+        self._handle = handle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._handle(self, conn)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.held:
+            conn.close()
+        self.server.close()
+
+
+def _hold(acceptor: _Acceptor, conn: socket.socket) -> None:
+    acceptor.held.append(conn)  # read nothing, answer nothing
+
+
+def _tls_handler(context: ssl.SSLContext) -> Any:
+    def handle(acceptor: _Acceptor, conn: socket.socket) -> None:
+        conn.settimeout(2)
+        try:
+            with context.wrap_socket(conn, server_side=True):
+                pass  # a plaintext client never completes the handshake
+        except (OSError, ssl.SSLError):
+            conn.close()
+
+    return handle
+
+
+def _tls_context(tmp_path: Path) -> ssl.SSLContext:
+    from examples.master.certs import generate_certs
+
+    paths = generate_certs(tmp_path / "certs", hosts=["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(paths.server_cert, paths.server_key)
+    return context
+
+
+@contextlib.contextmanager
+def _slow_http(delay: float) -> Iterator[int]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    release = threading.Event()  # set at exit, so no server thread outlives the test
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            release.wait(delay)
+            payload = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _slow_grpc(delay: float) -> Iterator[int]:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    release = threading.Event()
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        def Export(self, request: Any, context: Any) -> Any:
+            release.wait(delay)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        release.set()
+        server.stop(grace=None)
+
+
+@contextlib.contextmanager
+def misbehaving_collector(
+    case: str, protocol: str, tmp_path: Path, *, delay: float = 8.0
+) -> Iterator[str]:
+    """Start the ``case`` collector for ``protocol``; yields its ``127.0.0.1:port``."""
+    if case == "refused":
+        yield f"127.0.0.1:{free_port()}"
+        return
+    if case == "slow":
+        slow = _slow_grpc if protocol == "grpc" else _slow_http
+        with slow(delay) as port:
+            yield f"127.0.0.1:{port}"
+        return
+    handle = _hold if case == "silent" else _tls_handler(_tls_context(tmp_path))
+    acceptor = _Acceptor(handle)
+    try:
+        yield f"127.0.0.1:{acceptor.port}"
+    finally:
+        acceptor.stop()
