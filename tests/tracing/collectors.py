@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from tests.support.services import free_port
@@ -71,12 +70,11 @@ def _tls_handler(context: ssl.SSLContext) -> Any:
     return handle
 
 
-def _tls_context(tmp_path: Path) -> ssl.SSLContext:
-    from examples.master.certs import generate_certs
+def _tls_context() -> ssl.SSLContext:
+    import trustme
 
-    paths = generate_certs(tmp_path / "certs", hosts=["127.0.0.1"])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(paths.server_cert, paths.server_key)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
     return context
 
 
@@ -140,9 +138,7 @@ def _slow_grpc(delay: float) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def misbehaving_collector(
-    case: str, protocol: str, tmp_path: Path, *, delay: float = 8.0
-) -> Iterator[str]:
+def misbehaving_collector(case: str, protocol: str, *, delay: float = 8.0) -> Iterator[str]:
     """Start the ``case`` collector for ``protocol``; yields its ``127.0.0.1:port``."""
     if case == "refused":
         yield f"127.0.0.1:{free_port()}"
@@ -152,7 +148,7 @@ def misbehaving_collector(
         with slow(delay) as port:
             yield f"127.0.0.1:{port}"
         return
-    handle = _hold if case == "silent" else _tls_handler(_tls_context(tmp_path))
+    handle = _hold if case == "silent" else _tls_handler(_tls_context())
     acceptor = _Acceptor(handle)
     try:
         yield f"127.0.0.1:{acceptor.port}"

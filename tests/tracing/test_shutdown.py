@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -37,9 +36,9 @@ def _tracing_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("case", CASES)
 def test_shutdown_returns_within_its_timeout(
-    case: str, protocol: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    case: str, protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with misbehaving_collector(case, protocol, tmp_path) as address:
+    with misbehaving_collector(case, protocol) as address:
         handle = init_tracer(
             TracingConfig(
                 service_name="bounded",
@@ -63,11 +62,11 @@ def test_shutdown_returns_within_its_timeout(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_abandoned_shutdown_stops_the_exporter_once(
-    protocol: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The SDK logs "Exporter already shutdown, ignoring call" when stopped twice; the
     # abandoned shutdown thread is waited for here, so its own log lines are seen too.
-    with misbehaving_collector("silent", protocol, tmp_path) as address:
+    with misbehaving_collector("silent", protocol) as address:
         handle = init_tracer(
             TracingConfig(protocol=protocol, otlp_endpoint=address, export_timeout=1.5)
         )
@@ -109,10 +108,10 @@ print("exiting", flush=True)  # no shutdown() call: the exit hook must be bounde
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_exit_without_shutdown_is_bounded_too(protocol: str, tmp_path: Path) -> None:
+def test_exit_without_shutdown_is_bounded_too(protocol: str) -> None:
     # The SDK's own exit hook would flush for the whole 30-s export timeout;
     # init_tracer turns it off and registers the handle's bounded shutdown.
-    with misbehaving_collector("silent", protocol, tmp_path) as address:
+    with misbehaving_collector("silent", protocol) as address:
         child = subprocess.Popen(
             [sys.executable, "-c", EXIT_WITHOUT_SHUTDOWN, protocol, address],
             stdout=subprocess.PIPE,
