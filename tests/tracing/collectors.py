@@ -13,10 +13,9 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.otlp import OTLPReceiver, grpc_trace_collector
 from tests.support.services import free_port
 
 CASES = ("refused", "silent", "slow", "tls")
@@ -80,61 +79,22 @@ def _tls_context() -> ssl.SSLContext:
 
 @contextlib.contextmanager
 def _slow_http(delay: float) -> Iterator[int]:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceResponse,
-    )
-
-    release = threading.Event()  # set at exit, so no server thread outlives the test
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            release.wait(delay)
-            payload = ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
+    receiver = OTLPReceiver(delay=delay)
+    receiver.start()
     try:
-        yield int(server.server_address[1])
+        yield receiver.port
     finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        receiver.stop()
 
 
 @contextlib.contextmanager
 def _slow_grpc(delay: float) -> Iterator[int]:
-    import grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-    release = threading.Event()
-
-    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-        def Export(self, request: Any, context: Any) -> Any:
-            release.wait(delay)
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    release = threading.Event()  # set at exit, so no server thread outlives the test
     try:
-        yield port
+        with grpc_trace_collector(lambda request: release.wait(delay)) as port:
+            yield port
     finally:
         release.set()
-        server.stop(grace=None)
 
 
 @contextlib.contextmanager

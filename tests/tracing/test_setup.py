@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -10,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ffrtmp_infra.tracing import SamplingIdGenerator, TracingConfig, init_tracer
-from tests.support.otlp import OTLPReceiver
+from tests.support.otlp import OTLPReceiver, grpc_trace_collector
 
 
 @pytest.fixture(autouse=True)
@@ -148,32 +149,19 @@ def test_endpoint_from_the_environment_alone(
 
 
 def test_grpc_export_reaches_a_real_grpc_receiver() -> None:
-    from concurrent import futures
-
-    import grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
     received: list[str] = []
 
-    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-        def Export(self, request, context):  # type: ignore[no-untyped-def]
-            for resource_spans in request.resource_spans:
-                for scope_spans in resource_spans.scope_spans:
-                    received.extend(span.name for span in scope_spans.spans)
-            return trace_service_pb2.ExportTraceServiceResponse()
+    def collect(request: Any) -> None:
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                received.extend(span.name for span in scope_spans.spans)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with grpc_trace_collector(collect) as port:
         handle = init_tracer(
             TracingConfig(protocol="grpc", otlp_endpoint=f"127.0.0.1:{port}", export_timeout=5)
         )
         trace.get_tracer("test").start_span("over.grpc").end()
         handle.shutdown()
-    finally:
-        server.stop(grace=None)
     assert received == ["over.grpc"]
 
 
