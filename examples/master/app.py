@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from examples.master.api import build_routes
+from examples.master.api import build_routes, domain_error
 from examples.master.auth import Authenticator, NodeCredentials
 from examples.master.config import MasterConfig
-from examples.master.errors import APIError
+from examples.master.errors import APIError, MasterError
 from examples.master.metrics import MasterMetrics
 from examples.master.scheduler import Scheduler
-from examples.master.store import Store
+from examples.master.store import Store, open_store
 from ffrtmp_infra.ratelimit import (
     Limiter,
     RateLimitMiddleware,
@@ -131,7 +131,7 @@ def create_app(
     graceful shutdown is over and code after ``uvicorn.run`` never runs then.
     """
     metrics = metrics or MasterMetrics()
-    store = store or Store(config.db_path)
+    store = store or open_store(config.db)
     resources = resources or ResourceManager(
         scorer=config.placement, meter_provider=metrics.meter_provider
     )
@@ -159,9 +159,10 @@ def create_app(
                     on_shutdown()  # blocks the loop, bounded: nothing is served any more
 
     starlette = Starlette(
-        routes=build_routes(scheduler, auth, metrics),
+        routes=build_routes(scheduler, config, auth, metrics),
         exception_handlers={
             APIError: _api_error,
+            MasterError: domain_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },
