@@ -341,12 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     from examples.master.errors import SchemaTooNew, StoreUnavailable
 
+    tracing = init_tracer(tracing_config)
     try:
-        app = create_app(config)
+        # Flushed in the lifespan: on SIGTERM uvicorn re-raises the signal after its graceful
+        # shutdown, so the finally below runs only on SIGINT and errors.
+        app = create_app(config, on_shutdown=tracing.shutdown)
     except (SchemaTooNew, StoreUnavailable) as exc:
         log.error("cannot open the job store: %s", exc)
         return 1
-    tracing = init_tracer(tracing_config)
     scheme = "https" if tls else "http"
     where = (scheme, args.host, args.port, app.store.display)
     log.info("master listening on %s://%s:%d (db %s)", *where)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -122,8 +122,14 @@ def create_app(
     store: Store | None = None,
     resources: ResourceManager | None = None,
     metrics: MasterMetrics | None = None,
+    on_shutdown: Callable[[], object] | None = None,
 ) -> MasterApp:
-    """Build the master. The scheduler starts and stops with the ASGI lifespan."""
+    """Build the master. The scheduler starts and stops with the ASGI lifespan.
+
+    ``on_shutdown`` runs at the end of the lifespan, after the scheduler stopped:
+    the place to flush telemetry, because uvicorn re-raises SIGTERM once its
+    graceful shutdown is over and code after ``uvicorn.run`` never runs then.
+    """
     metrics = metrics or MasterMetrics()
     store = store or open_store(config.db)
     resources = resources or ResourceManager(
@@ -146,7 +152,11 @@ def create_app(
         try:
             yield
         finally:
-            await scheduler.stop()
+            try:
+                await scheduler.stop()
+            finally:
+                if on_shutdown is not None:
+                    on_shutdown()  # blocks the loop, bounded: nothing is served any more
 
     starlette = Starlette(
         routes=build_routes(scheduler, config, auth, metrics),
