@@ -285,7 +285,8 @@ class MemoryBackend:
                 check_id(node_id, "node_id")
             rc, rr, rg = parse_request(cpu, gpu, ram_gb)
             ext = parse_extended(extended) if extended else _NO_EXT
-            return self.reserve(job_id, node_id, rc, rr, rg, ext)
+            with self._lock:
+                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
         rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= MAX_CORES else request_cpu(cpu)
         rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= MAX_GIB else request_ram(ram_gb)
         with self._lock:
@@ -300,6 +301,8 @@ class MemoryBackend:
                 or n.used_gpu > n.alloc_gpu
             ):
                 return self._reserve_general(job_id, node_id, rc, rr, 0, _NO_EXT)
+            # The common case (CPU and RAM only, fits): no helper calls, and the request
+            # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
             n.used_cpu += rc
             n.used_ram += rr
             req = _REQUESTS.get(rc << 32 | rr)
@@ -318,36 +321,10 @@ class MemoryBackend:
     def reserve(
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
     ) -> Reservation:
+        # The manager's sync reserve uses reserve_request (parsing and the inline common
+        # case in one call); this parsed entry point serves areserve and the general case.
         with self._lock:
-            reservations = self._reservations
-            n = self._nodes.get(node_id)
-            if (
-                n is None
-                or job_id in reservations
-                or rg
-                or ext
-                or n.draining
-                or rc > n.alloc_cpu - n.used_cpu
-                or rr > n.alloc_ram - n.used_ram
-                or n.used_gpu > n.alloc_gpu  # shrunk below its GPU use: takes nothing new
-            ):
-                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
-            # The common case (CPU and RAM only, fits): no helper calls, and the request
-            # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
-            n.used_cpu += rc
-            n.used_ram += rr
-            req = _REQUESTS.get(rc << 32 | rr)
-            if req is None:
-                req = _new(Resources, (rc, rr, 0, EMPTY))
-                if len(_REQUESTS) < 4096:
-                    _REQUESTS[rc << 32 | rr] = req
-            res: Reservation = _new(Reservation, (job_id, node_id, req, ()))
-            reservations[job_id] = res
-            n.jobs[job_id] = res
-            if not n.dirty:
-                n.dirty = True
-                self._dirty.append(n)
-            return res
+            return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
 
     def _reserve_general(
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]

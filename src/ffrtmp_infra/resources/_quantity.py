@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from ._errors import InvalidAmountError
@@ -183,28 +183,25 @@ _RAM_CACHE: dict[float | str, int] = {}
 _CACHE_LIMIT = 4096
 
 
+def _cached(cache: dict[float | str, int], parse: Callable[[object], int], value: object) -> int:
+    if type(value) is float or type(value) is str:
+        units = cache.get(value)
+        if units is None:
+            units = parse(value)
+            if len(cache) < _CACHE_LIMIT:
+                cache[value] = units
+        return units
+    return parse(value)
+
+
 def request_cpu(value: object) -> int:
     """:func:`parse_cpu` of a request, float and string amounts cached."""
-    if type(value) is float or type(value) is str:
-        milli = _CPU_CACHE.get(value)
-        if milli is None:
-            milli = parse_cpu(value)
-            if len(_CPU_CACHE) < _CACHE_LIMIT:
-                _CPU_CACHE[value] = milli
-        return milli
-    return parse_cpu(value)
+    return _cached(_CPU_CACHE, parse_cpu, value)
 
 
 def request_ram(value: object) -> int:
     """:func:`parse_ram` of a request, float and string amounts cached."""
-    if type(value) is float or type(value) is str:
-        mib = _RAM_CACHE.get(value)
-        if mib is None:
-            mib = parse_ram(value)
-            if len(_RAM_CACHE) < _CACHE_LIMIT:
-                _RAM_CACHE[value] = mib
-        return mib
-    return parse_ram(value)
+    return _cached(_RAM_CACHE, parse_ram, value)
 
 
 def parse_request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, int]:
