@@ -1,4 +1,4 @@
-"""Fixtures that start real services: redis-server, ffmpeg, an OTLP receiver.
+"""Fixtures that start real services: redis-server, PostgreSQL, ffmpeg, an OTLP receiver.
 
 Where a service is missing its tests skip with the reason, unless
 FFRTMP_REQUIRE_SERVICES=1 (as in CI), where they fail instead.
@@ -6,12 +6,14 @@ FFRTMP_REQUIRE_SERVICES=1 (as in CI), where they fail instead.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.ffmpeg import FFmpeg, find_ffmpeg
 from tests.support.otlp import OTLPReceiver
+from tests.support.postgres import PostgresServer
 from tests.support.redis_server import RedisServer, find_redis_server
 from tests.support.services import unavailable
 
@@ -73,3 +75,26 @@ def otlp_receiver() -> Iterator[OTLPReceiver]:
     receiver.start()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A database of this session's own on 127.0.0.1:5432, else on a private server."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install --group examples)")
+    server = PostgresServer()
+    try:
+        server.start()
+    except (OSError, KeyError, subprocess.CalledProcessError) as exc:
+        unavailable(f"PostgreSQL could not be started: {exc} (apt-get install postgresql)")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The session database's URL, emptied for this test."""
+    postgres_server.reset()
+    return postgres_server.url

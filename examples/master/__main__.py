@@ -28,7 +28,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     net = parser.add_argument_group("listening")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     net.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
-    net.add_argument("--db", default="master.db", help="SQLite file (default master.db)")
+    net.add_argument(
+        "--db",
+        default="master.db",
+        help="job store: a SQLite file or sqlite:///path (one master), or "
+        "postgresql://user@host:port/database (several masters; default master.db)",
+    )
     net.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     net.add_argument(
         "--max-connections",
@@ -252,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         config = MasterConfig(
-            db_path=args.db,
+            db=args.db,
             api_key=args.api_key or None,
             worker_key=args.worker_key or None,
             heartbeat_interval=args.heartbeat_interval,
@@ -326,10 +331,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    from examples.master.errors import SchemaTooNew, StoreUnavailable
+
     tracing = init_tracer(tracing_config)
-    app = create_app(config)
+    try:
+        # Flushed in the lifespan: on SIGTERM uvicorn re-raises the signal after its graceful
+        # shutdown, so the finally below runs only on SIGINT and errors.
+        app = create_app(config, on_shutdown=tracing.shutdown)
+    except (SchemaTooNew, StoreUnavailable) as exc:
+        log.error("cannot open the job store: %s", exc)
+        return 1
     scheme = "https" if tls else "http"
-    log.info("master listening on %s://%s:%d (db %s)", scheme, args.host, args.port, args.db)
+    where = (scheme, args.host, args.port, app.store.display)
+    log.info("master listening on %s://%s:%d (db %s)", *where)
     try:
         uvicorn.run(
             app,

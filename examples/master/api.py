@@ -21,7 +21,16 @@ from examples.common.scenarios import SCENARIOS
 from examples.common.spec import QUEUES, SpecError, validate_spec
 from examples.master import wire
 from examples.master.auth import NODE_TOKEN_HEADER, Authenticator
-from examples.master.errors import APIError
+from examples.master.config import MasterConfig
+from examples.master.errors import (
+    APIError,
+    Conflict,
+    Gone,
+    Invalid,
+    MasterError,
+    NotFound,
+    StoreUnavailable,
+)
 from examples.master.metrics import CONTENT_TYPE, MasterMetrics
 from examples.master.openapi import openapi_document
 from examples.master.scheduler import NodeState, Scheduler
@@ -29,7 +38,7 @@ from examples.master.store import AttemptRecord, JobRecord
 from ffrtmp_infra.ratelimit import Limiter
 from ffrtmp_infra.tracing import job_complete, redact_url
 
-__all__ = ["MAX_BODY", "build_routes", "job_json", "node_json"]
+__all__ = ["HTTP_STATUS", "MAX_BODY", "build_routes", "domain_error", "job_json", "node_json"]
 
 MAX_BODY = 256 * 1024
 #: Long-poll claims one node may hold open at once (a worker needs one; two allow a retry
@@ -39,6 +48,25 @@ MAX_OPEN_CLAIMS = 2
 _COUNT = re.compile(r"[0-9]{1,18}")
 JOB_STATUSES = ("queued", "assigned", "running", "completed", "failed", "canceled")
 Handler = Callable[[Request], Awaitable[Response]]
+
+#: The HTTP status of each domain error the scheduler and store raise.
+HTTP_STATUS: dict[type[MasterError], int] = {
+    NotFound: 404,
+    Gone: 410,
+    Conflict: 409,
+    Invalid: 422,
+    StoreUnavailable: 503,
+}
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    """Render a :class:`MasterError` as ``{"error", "detail"}`` with its mapped status."""
+    assert isinstance(exc, MasterError)
+    status = next((code for kind, code in HTTP_STATUS.items() if isinstance(exc, kind)), 500)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(
+        {"error": exc.message, "detail": exc.detail}, status_code=status, headers=headers
+    )
 
 
 def _iso(ts: float | None) -> str | None:
@@ -152,7 +180,9 @@ def _validated(validate: Callable[[Any], Any], body: Any) -> Any:
         raise APIError(422, str(exc), {"field": exc.field, "rule": exc.rule}) from None
 
 
-def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetrics) -> list[Route]:
+def build_routes(
+    scheduler: Scheduler, config: MasterConfig, auth: Authenticator, metrics: MasterMetrics
+) -> list[Route]:
     """The master's routes, each wrapped with the auth check for its role."""
 
     def guarded(role: str | tuple[str, ...], handler: Handler) -> Handler:
@@ -164,7 +194,6 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
         return endpoint
 
-    config = scheduler.config
     reports = Limiter(config.worker_rate_limit, config.worker_rate_burst, name="worker")
     open_claims: collections.Counter[str] = collections.Counter()
 
@@ -208,10 +237,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     # -- public ---------------------------------------------------------------------------
 
     async def health(request: Request) -> Response:
-        online = sum(1 for n in scheduler.nodes.values() if n.online)
-        return JSONResponse(
-            {"status": "healthy", "nodes_online": online, "queued": len(scheduler.queue)}
-        )
+        report = scheduler.health()
+        return JSONResponse(report, status_code=503 if report["status"] == "unhealthy" else 200)
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -221,7 +248,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
     async def create_job(request: Request) -> Response:
         spec = _validated(validate_spec, await read_json(request))
         # resolving the input host may block on DNS: keep it off the event loop
-        check = scheduler.config.destinations.check_spec
+        check = config.destinations.check_spec
         await asyncio.to_thread(_validated, check, spec)
         job = scheduler.submit(spec)
         return JSONResponse(job_json(job), status_code=201)
@@ -244,7 +271,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
                 422, "cursor must be the next_cursor of a previous page", {"field": "cursor"}
             )
         limit = int(limit_raw)
-        jobs = scheduler.store.list_jobs(
+        jobs = scheduler.list_jobs(
             status=status,
             queue=queue,
             before_seq=int(cursor_raw) if cursor_raw else None,
@@ -254,8 +281,8 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         return JSONResponse({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
 
     async def get_job(request: Request) -> Response:
-        job = scheduler.get_job(request.path_params["job_id"])
-        return JSONResponse(job_json(job, scheduler.store.attempts(job.id)))
+        job, attempts = scheduler.job_with_attempts(request.path_params["job_id"])
+        return JSONResponse(job_json(job, attempts))
 
     async def cancel_job(request: Request) -> Response:
         return JSONResponse(job_json(scheduler.cancel(request.path_params["job_id"])))
@@ -273,11 +300,9 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
         if not _COUNT.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= 500:
             raise APIError(422, "limit must be an integer in 1..500", {"field": "limit"})
         limit = int(limit_raw)
-        records = [
-            r for r in scheduler.store.list_nodes() if r.status != "removed" and r.id > cursor
-        ][:limit]  # in id order
-        nodes = [node_json(scheduler, scheduler.node(r.id)) for r in records]
-        next_cursor = records[-1].id if len(records) == limit else None
+        states = scheduler.list_nodes(after=cursor, limit=limit)
+        nodes = [node_json(scheduler, state) for state in states]
+        next_cursor = states[-1].record.id if len(states) == limit else None
         return JSONResponse({"nodes": nodes, "count": len(nodes), "next_cursor": next_cursor})
 
     async def get_node(request: Request) -> Response:
@@ -310,22 +335,14 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
                 f"{NODE_TOKEN_HEADER}, or have an operator DELETE /nodes/{node_id} first",
                 {"field": "node_id"},
             )
-        stored = scheduler.store.get_node(node_id)
-        is_new = stored is None or stored.status == "removed"
-        if is_new and scheduler.store.count_nodes() >= scheduler.config.max_nodes:
-            raise APIError(
-                422,
-                f"the master holds its maximum of {scheduler.config.max_nodes} nodes",
-                {"field": "node_id"},
-            )
         state = scheduler.register_node(body)
         token = presented if known else auth.credentials.issue(node_id)
         return JSONResponse(
             {
                 "node_id": state.record.id,
                 "node_token": token,
-                "heartbeat_interval": scheduler.config.heartbeat_interval,
-                "heartbeat_timeout": scheduler.config.heartbeat_timeout,
+                "heartbeat_interval": config.heartbeat_interval,
+                "heartbeat_timeout": config.heartbeat_timeout,
             }
         )
 
@@ -335,7 +352,7 @@ def build_routes(scheduler: Scheduler, auth: Authenticator, metrics: MasterMetri
 
     async def claim(request: Request) -> Response:
         body = await read_json(request, optional=True)
-        wait = _validated(lambda b: wire.validate_claim(b, scheduler.config.claim_wait_max), body)
+        wait = _validated(lambda b: wire.validate_claim(b, config.claim_wait_max), body)
         node_id = request.path_params["node_id"]
         if open_claims[node_id] >= MAX_OPEN_CLAIMS:
             raise APIError(

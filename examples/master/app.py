@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from examples.master.api import build_routes
+from examples.master.api import build_routes, domain_error
 from examples.master.auth import Authenticator, NodeCredentials
 from examples.master.config import MasterConfig
-from examples.master.errors import APIError
+from examples.master.errors import APIError, MasterError
 from examples.master.metrics import MasterMetrics
 from examples.master.scheduler import Scheduler
-from examples.master.store import Store
+from examples.master.store import Store, open_store
 from ffrtmp_infra.ratelimit import (
     Limiter,
     RateLimitMiddleware,
@@ -122,10 +122,16 @@ def create_app(
     store: Store | None = None,
     resources: ResourceManager | None = None,
     metrics: MasterMetrics | None = None,
+    on_shutdown: Callable[[], object] | None = None,
 ) -> MasterApp:
-    """Build the master. The scheduler starts and stops with the ASGI lifespan."""
+    """Build the master. The scheduler starts and stops with the ASGI lifespan.
+
+    ``on_shutdown`` runs at the end of the lifespan, after the scheduler stopped:
+    the place to flush telemetry, because uvicorn re-raises SIGTERM once its
+    graceful shutdown is over and code after ``uvicorn.run`` never runs then.
+    """
     metrics = metrics or MasterMetrics()
-    store = store or Store(config.db_path)
+    store = store or open_store(config.db)
     resources = resources or ResourceManager(
         scorer=config.placement, meter_provider=metrics.meter_provider
     )
@@ -146,12 +152,17 @@ def create_app(
         try:
             yield
         finally:
-            await scheduler.stop()
+            try:
+                await scheduler.stop()
+            finally:
+                if on_shutdown is not None:
+                    on_shutdown()  # blocks the loop, bounded: nothing is served any more
 
     starlette = Starlette(
-        routes=build_routes(scheduler, auth, metrics),
+        routes=build_routes(scheduler, config, auth, metrics),
         exception_handlers={
             APIError: _api_error,
+            MasterError: domain_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from examples.common.netpolicy import DestinationPolicy
+from examples.master.store import check_db
 
 __all__ = ["ConfigError", "MasterConfig"]
 
@@ -28,13 +29,15 @@ class MasterConfig:
     warns loudly). ``rate_limit``/``rate_burst`` set the per-client limit in
     front of the API (``rate_limit=0`` turns it off); ``auth_failure_limit``
     failed logins per ``auth_failure_window`` lock a client out for the rest of
-    the window. ``destinations`` says which input hosts and live outputs jobs may
+    the window. ``db`` names the job store: a SQLite file path or ``sqlite:///path``
+    (one master), or ``postgresql://user@host:port/database`` (one or several masters).
+    ``destinations`` says which input hosts and live outputs jobs may
     name (by default: public input hosts only, no live output). At most ``max_nodes``
     nodes are registered at once; offline nodes are forgotten (record and token) after
     ``prune_offline_after`` seconds of silence.
     """
 
-    db_path: str = "master.db"
+    db: str = "master.db"
     api_key: str | None = None
     worker_key: str | None = None
     heartbeat_interval: float = 5.0
@@ -59,6 +62,10 @@ class MasterConfig:
     destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
+        try:
+            check_db(self.db)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in (
             "heartbeat_interval",
             "heartbeat_timeout",

@@ -14,7 +14,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "MasterMetrics", "StateSource"]
@@ -26,17 +26,32 @@ _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800
 
 
 class StateSource:
-    """What the scrape-time collector reads; the scheduler provides these callables."""
+    """What the scrape-time collector reads; the scheduler provides these callables.
+
+    ``job_counters`` returns ``{"submitted": {queue: n}, "placed": {queue: n}, "finished":
+    {outcome: n}, "dead_letters": {"": n}}`` counted in the store, so the ``*_total``
+    counters survive restarts and agree whichever master is scraped.
+    """
 
     def __init__(
         self,
         jobs_by_status: Callable[[], Mapping[str, int]],
         queue_lengths: Callable[[], Mapping[tuple[str, str], int]],
         nodes_by_status: Callable[[], Mapping[str, int]],
+        job_counters: Callable[[], Mapping[str, Mapping[str, int]]],
     ) -> None:
         self.jobs_by_status = jobs_by_status
         self.queue_lengths = queue_lengths
         self.nodes_by_status = nodes_by_status
+        self.job_counters = job_counters
+
+
+#: (counter name, help, label, key in ``job_counters``)
+_COUNTERS = (
+    ("ffrtmp_jobs_submitted", "Jobs accepted by POST /jobs.", "queue", "submitted"),
+    ("ffrtmp_jobs_placed", "Attempts placed on a node.", "queue", "placed"),
+    ("ffrtmp_jobs_finished", "Attempts that ended, by outcome.", "outcome", "finished"),
+)
 
 
 class _StateCollector(Collector):
@@ -64,6 +79,17 @@ class _StateCollector(Collector):
         for status in ("online", "offline"):
             nodes.add_metric([status], node_counts.get(status, 0))
         yield nodes
+        counters = self._source.job_counters()
+        for name, text, label, key in _COUNTERS:
+            family = CounterMetricFamily(name, text, labels=[label])
+            for value, count in sorted(counters[key].items()):
+                family.add_metric([value], count)
+            yield family
+        yield GaugeMetricFamily(
+            "ffrtmp_dead_letters",
+            "Failed jobs out of retries (until retried by hand).",
+            value=counters["dead_letters"].get("", 0),
+        )
 
 
 def _reader_on(registry: CollectorRegistry) -> PrometheusMetricReader:
@@ -87,21 +113,6 @@ class MasterMetrics:
         self.meter_provider = MeterProvider(
             metric_readers=[_reader_on(self.registry)],
             resource=Resource.create({"service.name": "ffrtmp-master"}),
-        )
-        self.jobs_submitted = Counter(
-            "ffrtmp_jobs_submitted",
-            "Jobs accepted by POST /jobs.",
-            ["queue"],
-            registry=self.registry,
-        )
-        self.jobs_placed = Counter(
-            "ffrtmp_jobs_placed", "Attempts placed on a node.", ["queue"], registry=self.registry
-        )
-        self.jobs_finished = Counter(
-            "ffrtmp_jobs_finished",
-            "Attempts that ended, by outcome.",
-            ["outcome"],
-            registry=self.registry,
         )
         self.job_duration = Histogram(
             "ffrtmp_job_duration_seconds",

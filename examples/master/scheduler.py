@@ -32,7 +32,7 @@ from opentelemetry import context as otel_context
 
 from examples.common.scenarios import SCENARIOS
 from examples.master.config import MasterConfig
-from examples.master.errors import APIError
+from examples.master.errors import Conflict, Gone, Invalid, NotFound, StoreUnavailable
 from examples.master.jobqueue import JobQueue, QueuedJob
 from examples.master.metrics import MasterMetrics, StateSource
 from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
@@ -112,7 +112,12 @@ class Scheduler:
         self._exclude_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.placements = 0
         self.metrics.watch(
-            StateSource(self.store.count_jobs_by_status, self.queue.counts, self._node_counts)
+            StateSource(
+                self.store.count_jobs_by_status,
+                self.queue.counts,
+                self._node_counts,
+                self.store.job_counters,
+            )
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -216,21 +221,29 @@ class Scheduler:
             )
             self.store.insert_job(job)
         self._enqueue(job)
-        self.metrics.jobs_submitted.labels(job.queue).inc()
         return job
 
     def get_job(self, job_id: str) -> JobRecord:
-        """The job, or a 404."""
+        """The job (by id or sequence number); raises :class:`NotFound`."""
         job = self.store.get_job(job_id)
         if job is None:
-            raise APIError(404, f"job {job_id[:80]!r} not found")
+            raise NotFound(f"job {job_id[:80]!r} not found")
         return job
+
+    def job_with_attempts(self, job_id: str) -> tuple[JobRecord, list[AttemptRecord]]:
+        """The job and its attempt history; raises :class:`NotFound`."""
+        job = self.get_job(job_id)
+        return job, self.store.attempts(job.id)
+
+    def list_jobs(self, **page: Any) -> list[JobRecord]:
+        """A page of jobs, newest first: the filters and cursor of :meth:`Store.list_jobs`."""
+        return self.store.list_jobs(**page)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or active job; the worker learns it on its next report."""
         job = self.get_job(job_id)
         if job.status in ("completed", "failed", "canceled"):
-            raise APIError(409, f"job is already {job.status}", {"status": job.status})
+            raise Conflict(f"job is already {job.status}", {"status": job.status})
         now = self.clock()
         with self.store.batch():
             self.queue.remove(job.id)
@@ -249,7 +262,7 @@ class Scheduler:
         """Put a failed or canceled job back in the queue with a fresh retry budget."""
         job = self.get_job(job_id)
         if job.status not in ("failed", "canceled"):
-            raise APIError(409, f"only failed or canceled jobs can be retried; job is {job.status}")
+            raise Conflict(f"only failed or canceled jobs can be retried; job is {job.status}")
         with self.store.batch():
             self.store.update_job(job.id, failures=0, dead_letter=0, error=None)
             job.failures = 0
@@ -263,9 +276,8 @@ class Scheduler:
         active = self.active.get(job.id)
         if active is None or active.attempt != attempt or active.node_id != node_id:
             if job.status == "canceled" and job.attempt == attempt:
-                raise APIError(409, "canceled", {"status": "canceled"})
-            raise APIError(
-                409,
+                raise Conflict("canceled", {"status": "canceled"})
+            raise Conflict(
                 "superseded",
                 {"current_attempt": job.attempt, "status": job.status},
             )
@@ -329,6 +341,13 @@ class Scheduler:
         previous_encoders = previous.record.encoders if previous else None
         was_online = previous is not None and previous.online
         stored = previous.record if previous else self.store.get_node(node_id)
+        if (stored is None or stored.status == "removed") and (
+            self.store.count_nodes() >= self.config.max_nodes
+        ):
+            raise Invalid(
+                f"the master holds its maximum of {self.config.max_nodes} nodes",
+                {"field": "node_id"},
+            )
         record = NodeRecord(
             id=node_id,
             status="online",
@@ -343,7 +362,7 @@ class Scheduler:
             evicted = self._register_resources(record)
         except ResourceError as exc:
             field = "labels" if "label" in str(exc) else "capacity"
-            raise APIError(422, f"{field}: {exc}", {"field": field}) from None
+            raise Invalid(f"{field}: {exc}", {"field": field}) from None
         self.store.upsert_node(record)
         if previous is not None:
             previous.record = record
@@ -377,16 +396,21 @@ class Scheduler:
         return [getattr(r, "job_id", r) for r in getattr(registered, "no_longer_fit", ()) or ()]
 
     def node(self, node_id: str) -> NodeState:
-        """The live state of an online or offline node, or a 404."""
+        """The live state of an online or offline node; raises NotFound/Gone."""
         state = self.nodes.get(node_id)
         if state is None:
             record = self.store.get_node(node_id)
             if record is None:
-                raise APIError(404, f"node {node_id[:80]!r} not found")
+                raise NotFound(f"node {node_id[:80]!r} not found")
             if record.status == "removed":
-                raise APIError(410, f"node {node_id!r} was removed")
+                raise Gone(f"node {node_id!r} was removed")
             state = NodeState(record=record, last_heartbeat=record.last_heartbeat)
         return state
+
+    def list_nodes(self, *, after: str = "", limit: int = 100) -> list[NodeState]:
+        """Nodes not removed, in id order, those with an id after ``after``."""
+        records = self.store.list_nodes(after=after)
+        return [self.node(r.id) for r in records if r.status != "removed"][:limit]
 
     def heartbeat(self, node_id: str, running: list[dict[str, Any]] | None) -> dict[str, Any]:
         """Refresh a node's liveness; answer with the jobs it must cancel.
@@ -400,8 +424,8 @@ class Scheduler:
         if state is None or not state.online:
             record = self.store.get_node(node_id)
             if record is not None and record.status == "removed":
-                raise APIError(410, f"node {node_id!r} was removed")
-            raise APIError(404, f"node {node_id[:80]!r} is not registered; register again")
+                raise Gone(f"node {node_id!r} was removed")
+            raise NotFound(f"node {node_id[:80]!r} is not registered; register again")
         now = self.clock()
         state.last_heartbeat = now
         if running is not None:
@@ -450,7 +474,7 @@ class Scheduler:
         """Long-poll: the next assignment for this node, or ``None`` after ``wait`` seconds."""
         state = self.nodes.get(node_id)
         if state is None:
-            self.heartbeat(node_id, None)  # raises the 404/410 the worker acts on
+            self.heartbeat(node_id, None)  # raises the NotFound/Gone the worker acts on
             raise AssertionError("unreachable")
         state.last_heartbeat = self.clock()
         deadline = time.monotonic() + min(wait, self.config.claim_wait_max)
@@ -515,8 +539,7 @@ class Scheduler:
                 if reservation is None:
                     no_fit.add(queued.scenario)
                     continue
-                self._assign(queued, reservation.node_id, now)
-                placed += 1
+                placed += self._assign(queued, reservation.node_id, now)
         self.placements += placed
         return placed
 
@@ -545,7 +568,8 @@ class Scheduler:
             self._exclude_cache[encoders] = cached
         return cached
 
-    def _assign(self, queued: QueuedJob, node_id: str, now: float) -> None:
+    def _assign(self, queued: QueuedJob, node_id: str, now: float) -> bool:
+        """Give a reserved job to a node; False if it stopped being queued meanwhile."""
         self.queue.remove(queued.job_id)
         job = self.store.get_job(queued.job_id)
         assert job is not None
@@ -556,7 +580,7 @@ class Scheduler:
                 carrier = inject_headers()
         finally:
             otel_context.detach(token)
-        self.store.update_job(
+        claimed = self.store.claim_job(
             job.id,
             status="assigned",
             node_id=node_id,
@@ -567,6 +591,10 @@ class Scheduler:
             retry_at=None,
             progress=None,
         )
+        if not claimed:  # canceled, or taken by another master, since it was queued
+            with contextlib.suppress(ResourceError):
+                self.resources.release(job.id)
+            return False
         self.store.insert_attempt(AttemptRecord(job.id, attempt, node_id, assigned_at=now))
         self._activate(
             ActiveJob(job.id, node_id, attempt, job.queue, job.scenario, "assigned", now, now)
@@ -587,8 +615,8 @@ class Scheduler:
             }
         )
         node.wakeup.set()
-        self.metrics.jobs_placed.labels(job.queue).inc()
         self.metrics.job_wait.labels(job.queue).observe(max(0.0, now - job.queued_at))
+        return True
 
     # -- timeouts ----------------------------------------------------------------------------
 
@@ -702,7 +730,6 @@ class Scheduler:
                 finished_at=now,
                 dead_letter=1,
             )
-            self.metrics.jobs_finished.labels("dead_letter").inc()
             return
         self.store.update_job(job.id, failures=failures, error=error, result=result)
         job.failures = failures
@@ -760,7 +787,6 @@ class Scheduler:
             self.store.update_attempt(
                 job.id, job.attempt, finished_at=self.clock(), outcome=outcome, error=error
             )
-        self.metrics.jobs_finished.labels(outcome).inc()
 
     def _activate(self, active: ActiveJob) -> None:
         self.active[active.job_id] = active
@@ -793,6 +819,21 @@ class Scheduler:
         online = sum(1 for n in self.nodes.values() if n.online)
         offline = sum(1 for n in self.store.list_nodes() if n.status == "offline")
         return {"online": online, "offline": offline}
+
+    def health(self) -> dict[str, Any]:
+        """``healthy``, ``degraded`` (serving, but something needs a look) or ``unhealthy``.
+
+        Unhealthy when the store does not answer (every request would fail); degraded when
+        no node is online (jobs queue up but nothing runs). ``reasons`` says why.
+        """
+        online = sum(1 for n in self.nodes.values() if n.online)
+        report: dict[str, Any] = {"nodes_online": online, "queued": len(self.queue)}
+        try:
+            self.store.ping()
+        except StoreUnavailable as exc:
+            return {"status": "unhealthy", "reasons": [f"database: {exc}"], **report}
+        reasons = [] if online else ["no node online"]
+        return {"status": "degraded" if reasons else "healthy", "reasons": reasons, **report}
 
     def available(self, node_id: str) -> dict[str, Any] | None:
         """What the resource manager has free on an online node (``None`` otherwise)."""

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from examples.cli import APIClient
 from examples.common.ffmpeg import rtmp_receiver_command
+from examples.master.store import SCHEMA_VERSION, Store, open_store
 from examples.worker.client import tls_context
 
 from tests.examples.fake_master import FakeMaster
@@ -130,10 +131,14 @@ class MasterProcess:
     """``python -m examples.master`` on a fixed loopback port, restartable on the same DB."""
 
     def __init__(
-        self, tmp_path: Path, extra: Sequence[str] = (), env: dict[str, str] | None = None
+        self,
+        tmp_path: Path,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        db: str | None = None,
     ) -> None:
         self.port = free_port()
-        self.db = tmp_path / "master.db"
+        self.db = db or str(tmp_path / "master.db")
         self.api_key = "submitter-" + secrets.token_hex(12)
         self.worker_key = "worker-" + secrets.token_hex(12)
         self.extra = list(extra)
@@ -155,7 +160,7 @@ class MasterProcess:
             "--port",
             str(self.port),
             "--db",
-            str(self.db),
+            self.db,
             "--log-level",
             "info",
             "--heartbeat-interval",
@@ -216,8 +221,10 @@ def start_master(tmp_path: Path) -> Iterator[MasterFactory]:
         *extra: str,
         client_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        db: str | None = None,
     ) -> MasterProcess:
-        master = MasterProcess(tmp_path, extra, env)
+        """``db``: the ``--db`` (default: a SQLite file in the test's directory)."""
+        master = MasterProcess(tmp_path, extra, env, db)
         master.client_options = client_options or {}
         masters.append(master)
         return master.start()
@@ -297,3 +304,43 @@ def slow_clip(ffmpeg: FFmpeg, tmp_path: Path) -> Iterator[Callable[[float, float
 
     yield make
     stack.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The master's ``--db``, once per store: a SQLite file, then an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "master.db")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+StoreOpener = Callable[[str], Store]
+
+
+@pytest.fixture
+def open_db() -> Iterator[StoreOpener]:
+    """``open_db(db)``: the store ``db`` names; every one opened is closed at teardown."""
+    opened: list[Store] = []
+
+    def opener(db: str) -> Store:
+        store = open_store(db)
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+def mark_schema_newer(db: str) -> int:
+    """Record a migration from the future in ``db``; returns its version."""
+    store = open_store(db)
+    try:
+        with store.batch():
+            store._run(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (SCHEMA_VERSION + 1, "from the future", 0.0),
+            )
+    finally:
+        store.close()
+    return SCHEMA_VERSION + 1

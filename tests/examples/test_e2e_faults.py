@@ -56,9 +56,9 @@ def completed_attempts(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_kill_9_mid_transcode_requeues_to_the_other_worker_and_marks_the_node_offline(
-    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
+    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip, db: str
 ) -> None:
-    master = start_master(*LOCAL_CLIPS)
+    master = start_master(*LOCAL_CLIPS, db=db)
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
     url = slow_clip(3, 5)
     with master.client() as api:
@@ -80,9 +80,9 @@ def test_kill_9_mid_transcode_requeues_to_the_other_worker_and_marks_the_node_of
 
 
 def test_a_frozen_worker_that_comes_back_cannot_complete_the_reassigned_job(
-    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
+    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip, db: str
 ) -> None:
-    master = start_master(*LOCAL_CLIPS)
+    master = start_master(*LOCAL_CLIPS, db=db)
     workers = {n: start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")}
     url = slow_clip(3, 5)
     with master.client() as api:
@@ -117,9 +117,9 @@ def test_a_frozen_worker_that_comes_back_cannot_complete_the_reassigned_job(
 
 
 def test_master_restart_mid_run_loses_nothing_and_completes_nothing_twice(
-    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip
+    start_master: MasterFactory, start_worker: WorkerFactory, slow_clip: SlowClip, db: str
 ) -> None:
-    master = start_master(*LOCAL_CLIPS)
+    master = start_master(*LOCAL_CLIPS, db=db)
     workers = [start_worker(master.url, name=n, env=master.env) for n in ("w1", "w2")]
     url = slow_clip(2, 4)
     tiny = {

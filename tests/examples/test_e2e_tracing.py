@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -45,3 +46,61 @@ def test_job_steps_form_one_trace_across_master_worker_and_ffmpeg(
     assert execute.attributes["job.attempt"] == 1
     assert run.attributes["process.exit.code"] == 0
     assert spans["job.complete"].attributes["job.status"] == "completed"
+
+
+# --- no span lost when a process manager stops the master or a worker (issue 18) -----------
+
+#: Nothing leaves the batch processor before the stop: only the exit flush can deliver.
+HOLD_SPANS = {"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}
+SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_the_master_exports_every_span_when_stopped_by_a_signal(
+    start_master: MasterFactory, otlp_receiver: OTLPReceiver, signum: int
+) -> None:
+    master = start_master("--otlp-endpoint", otlp_receiver.endpoint, env=HOLD_SPANS)
+    spec: dict[str, Any] = {"scenario": "480p-h264", "input": {"type": "testsrc", "duration": 1}}
+    with master.client() as api:
+        jobs = [api.submit(spec) for _ in range(3)]  # 3 server spans + 3 job.create
+        for job in jobs:
+            api.job(job["id"])  # 3 server spans
+        api.jobs()  # 1 server span
+    assert otlp_receiver.spans == [], "held in the batch processor until the stop"
+    assert master.process is not None
+    master.process.signal(signum)
+    master.process.wait(timeout=30)
+    received = otlp_receiver.wait_for_spans(10, timeout=10)
+    names = sorted(s.name for s in received)
+    assert len(received) == 10, names
+    assert names.count("job.create") == 3
+    assert sum(1 for s in received if s.kind == 2) == 7, names  # SPAN_KIND_SERVER
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_worker_exports_every_span_when_stopped_by_a_signal(
+    start_master: MasterFactory,
+    start_worker: WorkerFactory,
+    otlp_receiver: OTLPReceiver,
+    signum: int,
+) -> None:
+    master = start_master()  # untraced: every span received here is the worker's
+    worker = start_worker(
+        master.url, "--otlp-endpoint", otlp_receiver.endpoint, env={**master.env, **HOLD_SPANS}
+    )
+    spec: dict[str, Any] = {
+        "scenario": "480p-h264",
+        "input": {"type": "testsrc", "duration": 1, "size": "320x240"},
+        "overrides": {"resolution": "320x240"},
+    }
+    with master.client() as api:
+        jobs = [api.submit(spec) for _ in range(2)]
+        for job in jobs:
+            assert api.wait(job["id"], timeout=90, interval=0.1)["status"] == "completed"
+    assert otlp_receiver.spans == [], "held in the batch processor until the stop"
+    worker.signal(signum)
+    assert worker.wait(timeout=60) == 0, worker.log()[-3000:]
+    received = otlp_receiver.wait_for_spans(4, timeout=10)
+    assert sorted((s.attributes.get("job.id"), s.name) for s in received) == sorted(
+        (job["id"], name) for job in jobs for name in ("job.execute", "ffmpeg.run")
+    )

@@ -1,4 +1,4 @@
-"""The master's HTTP API under real uvicorn on loopback, with a real SQLite file."""
+"""The master's HTTP API under real uvicorn on loopback, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from examples.master.app import MasterApp, create_app
 from examples.master.config import MasterConfig
 
+from tests.support.postgres import PostgresServer
 from tests.support.servers import serve_asgi
 
 API_KEY = "submitter-key-0123456789abcdef"
@@ -61,9 +61,9 @@ class Master:
         return self.client.post(f"/jobs/{job_id}/{kind}", json=body, headers=headers)
 
 
-def _serve(tmp_path: Path, **config: Any) -> Iterator[Master]:
+def _serve(db: str, **config: Any) -> Iterator[Master]:
     settings: dict[str, Any] = {
-        "db_path": str(tmp_path / "master.db"),
+        "db": db,
         "api_key": API_KEY,
         "worker_key": WORKER_KEY,
         "heartbeat_interval": 0.5,
@@ -80,14 +80,39 @@ def _serve(tmp_path: Path, **config: Any) -> Iterator[Master]:
 
 
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[Master]:
-    yield from _serve(tmp_path)
+def master(db: str) -> Iterator[Master]:
+    yield from _serve(db)
 
 
-def test_health_needs_no_key(master: Master) -> None:
+def test_health_needs_no_key_and_is_degraded_until_a_node_is_online(master: Master) -> None:
     response = master.client.get("/health")
     assert response.status_code == 200
-    assert response.json()["status"] == "healthy"
+    assert (response.json()["status"], response.json()["reasons"]) == (
+        "degraded",
+        ["no node online"],
+    )
+    master.register("n1")
+    assert master.client.get("/health").json()["status"] == "healthy"
+
+
+def test_health_is_503_with_the_reason_while_the_database_is_unreachable(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    for master in _serve(postgres_url):
+        master.register("n1")
+        job = master.submit()
+        with postgres_server.refusing_connections():
+            response = master.client.get("/health")
+            assert response.status_code == 503
+            assert response.json()["status"] == "unhealthy"
+            assert response.json()["reasons"][0].startswith("database: PostgreSQL at ")
+            again = master.client.get("/health")  # a reconnection is tried, and refused
+            assert "cannot connect to PostgreSQL" in again.json()["reasons"][0]
+            # every route that needs the store answers 503 too, not a 500
+            refused = master.client.get(f"/jobs/{job['id']}", headers=SUBMIT)
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+        assert master.client.get("/health").json()["status"] == "healthy"
+        assert master.client.get(f"/jobs/{job['id']}", headers=SUBMIT).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -322,8 +347,8 @@ def test_heartbeat_timeout_marks_node_offline_and_requeues(master: Master) -> No
     assert claim.json()["attempt"] == 2
 
 
-def test_restart_recovers_jobs_and_accepts_the_running_attempt(tmp_path: Path) -> None:
-    first = _serve(tmp_path)
+def test_restart_recovers_jobs_and_accepts_the_running_attempt(db: str) -> None:
+    first = _serve(db)
     m = next(first)
     m.register("w1")
     running = m.submit()
@@ -332,7 +357,7 @@ def test_restart_recovers_jobs_and_accepts_the_running_attempt(tmp_path: Path) -
     queued = m.submit(scenario="1080p-h264-nvenc")
     first.close()
 
-    second = _serve(tmp_path)
+    second = _serve(db)
     m2 = next(second)
     m2.tokens = m.tokens  # the worker keeps its node token across the master's restart
     try:
@@ -342,6 +367,11 @@ def test_restart_recovers_jobs_and_accepts_the_running_attempt(tmp_path: Path) -
         assert (
             m2.client.get(f"/jobs/{running['id']}", headers=SUBMIT).json()["status"] == "completed"
         )
+        # the counters are counted in the store: the restart did not reset them
+        text = m2.client.get("/metrics").text
+        assert 'ffrtmp_jobs_submitted_total{queue="default"} 2.0' in text
+        assert 'ffrtmp_jobs_placed_total{queue="default"} 1.0' in text
+        assert 'ffrtmp_jobs_finished_total{outcome="completed"} 1.0' in text
     finally:
         second.close()
 

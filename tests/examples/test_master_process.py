@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.examples.conftest import mark_schema_newer
 from tests.support.otlp import OTLPReceiver
 from tests.support.services import free_port
 
@@ -22,7 +23,7 @@ API_KEY = "submitter-key-0123456789abcdef"
 
 
 @contextmanager
-def master_process(db: Path, *extra: str, verify: str | bool = True) -> Iterator[str]:
+def master_process(db: Path | str, *extra: str, verify: str | bool = True) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100", "FFRTMP_API_KEY": API_KEY}
     env["FFRTMP_WORKER_KEY"] = WORKER_KEY
@@ -155,14 +156,33 @@ def test_job_steps_form_one_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -
     assert not any("/claim" in name for name in server_spans)  # long-polls are not traced
 
 
-def test_restart_of_the_process_keeps_queued_jobs(tmp_path: Path) -> None:
+def test_restart_of_the_process_keeps_queued_jobs(db: str) -> None:
     submit = {"Authorization": f"Bearer {API_KEY}"}
-    with master_process(tmp_path / "m.db") as url:
+    with master_process(db) as url:
         job = httpx.post(f"{url}/jobs", json={"scenario": "720p-h264"}, headers=submit).json()
-    with master_process(tmp_path / "m.db") as url:
+    with master_process(db) as url:
         again = httpx.get(f"{url}/jobs/{job['id']}", headers=submit).json()
     assert again["status"] == "queued"
     assert again["id"] == job["id"]
+
+
+def test_db_takes_a_sqlite_url(tmp_path: Path) -> None:
+    with master_process(f"sqlite:///{tmp_path}/url.db") as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+    assert (tmp_path / "url.db").exists()
+
+
+def test_a_master_refuses_to_start_on_a_newer_schema(db: str) -> None:
+    newer = mark_schema_newer(db)
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.master", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"schema version {newer}" in result.stderr
+    assert "run a newer master" in result.stderr
 
 
 def test_tls_auto_generates_certificates_and_serves_https(tmp_path: Path) -> None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from examples.common.spec import validate_spec
 from examples.master.config import MasterConfig
-from examples.master.errors import APIError
+from examples.master.errors import Conflict
 from examples.master.scheduler import Scheduler
-from examples.master.store import Store
 
 from ffrtmp_infra.resources import ResourceManager
+from tests.examples.conftest import StoreOpener
 
 
 class FakeClock:
@@ -27,9 +27,20 @@ class FakeClock:
         self.now += seconds
 
 
-def _scheduler(tmp_path: Path, clock: FakeClock, **config: Any) -> Scheduler:
+_openers: list[StoreOpener] = []
+
+
+@pytest.fixture(autouse=True)
+def _store_opener(open_db: StoreOpener) -> Iterator[None]:
+    """``_scheduler`` opens its store through the test's ``open_db`` (closed at teardown)."""
+    _openers.append(open_db)
+    yield
+    _openers.pop()
+
+
+def _scheduler(db: str, clock: FakeClock, **config: Any) -> Scheduler:
     settings: dict[str, Any] = {
-        "db_path": str(tmp_path / "m.db"),
+        "db": db,
         "heartbeat_interval": 1.0,
         "heartbeat_timeout": 3.0,
         "stale_timeout_live": 5.0,
@@ -40,7 +51,7 @@ def _scheduler(tmp_path: Path, clock: FakeClock, **config: Any) -> Scheduler:
     settings.update(config)
     cfg = MasterConfig(**settings)
     return Scheduler(
-        Store(cfg.db_path), ResourceManager(scorer="spread"), cfg, clock=clock, jitter=lambda: 1.0
+        _openers[-1](cfg.db), ResourceManager(scorer="spread"), cfg, clock=clock, jitter=lambda: 1.0
     )
 
 
@@ -66,9 +77,9 @@ def _mailbox(s: Scheduler, node_id: str) -> list[str]:
     return [m["job_id"] for m in s.nodes[node_id].mailbox]
 
 
-def test_placement_order_is_live_then_priority_then_age(tmp_path: Path) -> None:
+def test_placement_order_is_live_then_priority_then_age(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     low = _submit(s, priority="low")
     clock.advance(1)
     high = _submit(s, priority="high")
@@ -80,9 +91,9 @@ def test_placement_order_is_live_then_priority_then_age(tmp_path: Path) -> None:
     assert _mailbox(s, "n1") == [live, high, low, batch]
 
 
-def test_job_that_fits_nowhere_does_not_block_smaller_jobs(tmp_path: Path) -> None:
+def test_job_that_fits_nowhere_does_not_block_smaller_jobs(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1", cpu=1)
     big = _submit(s, "1080p-h264", priority="high")  # needs 2 CPUs
     small = _submit(s, "480p-h264", priority="low")  # needs 1
@@ -91,9 +102,9 @@ def test_job_that_fits_nowhere_does_not_block_smaller_jobs(tmp_path: Path) -> No
     assert s.get_job(big).status == "queued"
 
 
-def test_node_without_the_encoder_is_not_chosen(tmp_path: Path) -> None:
+def test_node_without_the_encoder_is_not_chosen(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "x264-only", cpu=8, encoders=("libx264", "aac"))
     job = _submit(s, "720p-h265")
     s.place()
@@ -103,9 +114,9 @@ def test_node_without_the_encoder_is_not_chosen(tmp_path: Path) -> None:
     assert _mailbox(s, "has-x265") == [job]
 
 
-def test_claim_returns_a_job_submitted_while_waiting(tmp_path: Path) -> None:
+def test_claim_returns_a_job_submitted_while_waiting(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1")
 
     async def scenario() -> dict[str, Any] | None:
@@ -128,8 +139,8 @@ def test_claim_returns_a_job_submitted_while_waiting(tmp_path: Path) -> None:
     assert "traceparent" in assignment["trace"] or assignment["trace"] == {}
 
 
-def test_claim_times_out_with_nothing(tmp_path: Path) -> None:
-    s = _scheduler(tmp_path, FakeClock())
+def test_claim_times_out_with_nothing(db: str) -> None:
+    s = _scheduler(db, FakeClock())
     _register(s, "n1")
     assert asyncio.run(s.claim("n1", 0.05)) is None
 
@@ -142,9 +153,9 @@ def _run(s: Scheduler, job_id: str, node: str) -> int:
     return attempt
 
 
-def test_completion_releases_capacity(tmp_path: Path) -> None:
+def test_completion_releases_capacity(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1", cpu=1)
     first, second = _submit(s), _submit(s)
     attempt = _run(s, first, "n1")
@@ -156,9 +167,9 @@ def test_completion_releases_capacity(tmp_path: Path) -> None:
     assert _mailbox(s, "n1") == [second]
 
 
-def test_superseded_attempt_cannot_report(tmp_path: Path) -> None:
+def test_superseded_attempt_cannot_report(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "slow")
     job = _submit(s)
     first = _run(s, job, "slow")
@@ -171,16 +182,16 @@ def test_superseded_attempt_cannot_report(tmp_path: Path) -> None:
         {"node_id": "slow", "attempt": first, "status": "completed"},
         {"node_id": "fast", "attempt": first, "status": "completed"},
     ):
-        with pytest.raises(APIError) as caught:
+        with pytest.raises(Conflict) as caught:
             s.result(job, report)
-        assert (caught.value.status, caught.value.message) == (409, "superseded")
+        assert caught.value.message == "superseded"
     s.result(job, {"node_id": "fast", "attempt": first + 1, "status": "completed"})
     assert s.get_job(job).status == "completed"
 
 
-def test_silent_node_goes_offline_and_its_job_is_requeued(tmp_path: Path) -> None:
+def test_silent_node_goes_offline_and_its_job_is_requeued(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1")
     _register(s, "n2")
     job = _submit(s)
@@ -202,9 +213,9 @@ def test_silent_node_goes_offline_and_its_job_is_requeued(tmp_path: Path) -> Non
     assert [a.outcome for a in s.store.attempts(job)] == ["node_lost", None]
 
 
-def test_stale_job_retries_with_backoff_then_dead_letters(tmp_path: Path) -> None:
+def test_stale_job_retries_with_backoff_then_dead_letters(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock, max_retries=2)
+    s = _scheduler(db, clock, max_retries=2)
     _register(s, "n1")
     job = _submit(s)
     delays = []
@@ -230,14 +241,14 @@ def test_stale_job_retries_with_backoff_then_dead_letters(tmp_path: Path) -> Non
     assert [a.outcome for a in s.store.attempts(job)] == ["stale", "stale", "stale"]
 
 
-def test_backoff_is_capped_and_jittered(tmp_path: Path) -> None:
-    s = _scheduler(tmp_path, FakeClock())
+def test_backoff_is_capped_and_jittered(db: str) -> None:
+    s = _scheduler(db, FakeClock())
     s._jitter = lambda: 0.0
     assert [s.backoff(n) for n in (1, 2, 3, 4, 10)] == [1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-def test_handed_back_job_requeues_without_counting_a_failure(tmp_path: Path) -> None:
-    s = _scheduler(tmp_path, FakeClock())
+def test_handed_back_job_requeues_without_counting_a_failure(db: str) -> None:
+    s = _scheduler(db, FakeClock())
     _register(s, "n1")
     job = _submit(s)
     attempt = _run(s, job, "n1")
@@ -246,9 +257,9 @@ def test_handed_back_job_requeues_without_counting_a_failure(tmp_path: Path) -> 
     assert (record.status, record.failures, record.retry_at) == ("queued", 0, None)
 
 
-def test_failed_result_retries_then_manual_retry_after_dead_letter(tmp_path: Path) -> None:
+def test_failed_result_retries_then_manual_retry_after_dead_letter(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock, max_retries=0)
+    s = _scheduler(db, clock, max_retries=0)
     _register(s, "n1")
     job = _submit(s)
     attempt = _run(s, job, "n1")
@@ -261,21 +272,21 @@ def test_failed_result_retries_then_manual_retry_after_dead_letter(tmp_path: Pat
     assert s.get_job(job).attempt == attempt + 1
 
 
-def test_cancel_running_job_tells_the_worker(tmp_path: Path) -> None:
-    s = _scheduler(tmp_path, FakeClock())
+def test_cancel_running_job_tells_the_worker(db: str) -> None:
+    s = _scheduler(db, FakeClock())
     _register(s, "n1")
     job = _submit(s)
     attempt = _run(s, job, "n1")
     s.cancel(job)
-    with pytest.raises(APIError) as caught:
+    with pytest.raises(Conflict) as caught:
         s.progress(job, {"node_id": "n1", "attempt": attempt})
     assert caught.value.message == "canceled"
     assert s.heartbeat("n1", [{"job_id": job, "attempt": attempt}])["cancel"] == [job]
 
 
-def test_restart_keeps_attempts_and_requeues_an_undelivered_one(tmp_path: Path) -> None:
+def test_restart_keeps_attempts_and_requeues_an_undelivered_one(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1", cpu=8)
     running = _submit(s)
     attempt = _run(s, running, "n1")
@@ -286,7 +297,7 @@ def test_restart_keeps_attempts_and_requeues_an_undelivered_one(tmp_path: Path) 
     s.nodes["n1"].mailbox.clear()  # both handed out; one response is lost in the crash
     s.store.close()
 
-    again = _scheduler(tmp_path, clock)
+    again = _scheduler(db, clock)
     again.recover()
     assert again.get_job(running).status == "running"
     assert again.get_job(delivered).status == "assigned"
@@ -302,24 +313,24 @@ def test_restart_keeps_attempts_and_requeues_an_undelivered_one(tmp_path: Path) 
     assert again.get_job(running).status == "completed"
 
 
-def test_restart_requeues_attempts_of_nodes_it_no_longer_knows(tmp_path: Path) -> None:
+def test_restart_requeues_attempts_of_nodes_it_no_longer_knows(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1")
     job = _submit(s)
     _run(s, job, "n1")
     s.store.set_node_status("n1", "offline")
     s.store.close()
-    again = _scheduler(tmp_path, clock)
+    again = _scheduler(db, clock)
     again.recover()
     record = again.get_job(job)
     assert (record.status, record.node_id) == ("queued", None)
     assert [a.outcome for a in again.store.attempts(job)] == ["superseded"]
 
 
-def test_worker_that_forgot_a_job_gets_it_requeued(tmp_path: Path) -> None:
+def test_worker_that_forgot_a_job_gets_it_requeued(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1")
     job = _submit(s)
     _run(s, job, "n1")
@@ -332,9 +343,9 @@ def test_worker_that_forgot_a_job_gets_it_requeued(tmp_path: Path) -> None:
     assert (record.status, record.failures) == ("queued", 0)
 
 
-def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(tmp_path: Path) -> None:
+def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "frozen")
     job = _submit(s)
     first = _run(s, job, "frozen")
@@ -351,9 +362,9 @@ def test_heartbeat_tells_a_returning_worker_to_drop_a_reassigned_attempt(tmp_pat
     assert s.heartbeat("other", [{"job_id": job, "attempt": current}])["cancel"] == []
 
 
-def test_a_retry_prefers_another_node_but_falls_back_to_the_same(tmp_path: Path) -> None:
+def test_a_retry_prefers_another_node_but_falls_back_to_the_same(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "a")
     job = _submit(s)
     attempt = _run(s, job, "a")
@@ -368,9 +379,9 @@ def test_a_retry_prefers_another_node_but_falls_back_to_the_same(tmp_path: Path)
     assert s.get_job(job).node_id == "b"  # the only node left
 
 
-def test_lost_job_grace_starts_when_the_worker_claims_it(tmp_path: Path) -> None:
+def test_lost_job_grace_starts_when_the_worker_claims_it(db: str) -> None:
     clock = FakeClock()
-    s = _scheduler(tmp_path, clock)
+    s = _scheduler(db, clock)
     _register(s, "n1")
     job = _submit(s)
     s.place()

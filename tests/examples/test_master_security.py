@@ -30,7 +30,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
 
 @pytest.fixture
 def mtls_master(tmp_path: Path, certs: CertPaths) -> Iterator[str]:
-    app = create_app(MasterConfig(db_path=str(tmp_path / "m.db"), api_key=API_KEY))
+    app = create_app(MasterConfig(db=str(tmp_path / "m.db"), api_key=API_KEY))
     with serve_asgi(
         app,
         ssl_certfile=str(certs.server_cert),
@@ -166,7 +166,7 @@ def test_client_certificate_from_another_ca_is_refused(
 
 
 def _plain_master(tmp_path: Path, **config: Any) -> Any:
-    settings: dict[str, Any] = {"db_path": str(tmp_path / "m.db"), "api_key": API_KEY}
+    settings: dict[str, Any] = {"db": str(tmp_path / "m.db"), "api_key": API_KEY}
     settings.update(config)
     return create_app(MasterConfig(**settings))
 

@@ -1,4 +1,4 @@
-"""The SQLite store: WAL mode, jobs/attempts/nodes round-trip, batches, restart."""
+"""The job store on SQLite and PostgreSQL: round trips, batches, restart, migrations, claims."""
 
 from __future__ import annotations
 
@@ -6,8 +6,20 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from examples.master.config import ConfigError, MasterConfig
+from examples.master.errors import SchemaTooNew
 from examples.master.jobqueue import JobQueue, QueuedJob
-from examples.master.store import AttemptRecord, JobRecord, NodeRecord, Store
+from examples.master.store import (
+    SCHEMA_VERSION,
+    AttemptRecord,
+    JobRecord,
+    NodeRecord,
+    Store,
+    open_store,
+)
+
+from tests.examples.conftest import StoreOpener, mark_schema_newer
+from tests.support.postgres import PostgresServer
 
 
 def _job(store: Store, job_id: str, **changes: object) -> JobRecord:
@@ -29,15 +41,15 @@ def _job(store: Store, job_id: str, **changes: object) -> JobRecord:
     return job
 
 
-def test_database_is_in_wal_mode(tmp_path: Path) -> None:
-    Store(str(tmp_path / "m.db")).close()
+def test_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    open_store(str(tmp_path / "m.db")).close()
     db = sqlite3.connect(tmp_path / "m.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
 
 
-def test_job_round_trip_and_update(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "m.db"))
+def test_job_round_trip_and_update(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     job = _job(store, "j1")
     store.update_job("j1", status="running", progress={"percent": 42.0}, node_id="n1")
     got = store.get_job("j1")
@@ -52,16 +64,15 @@ def test_job_round_trip_and_update(tmp_path: Path) -> None:
     assert store.get_job("missing") is None
 
 
-def test_jobs_and_nodes_survive_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "m.db")
-    store = Store(path)
+def test_jobs_and_nodes_survive_reopening(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     _job(store, "j1")
     _job(store, "j2")
     store.upsert_node(NodeRecord("n1", "online", {"cpu": 4}, {}, ["libx264"], "1", 1.0, 2.0))
     store.insert_attempt(AttemptRecord("j1", 1, "n1", 3.0))
     store.update_attempt("j1", 1, outcome="failed", error="boom", finished_at=4.0)
     store.close()
-    again = Store(path)
+    again = open_db(db)
     assert [j.id for j in again.jobs_with_status(["queued"])] == ["j1", "j2"]
     assert again.next_seq() == 3
     node = again.get_node("n1")
@@ -70,8 +81,8 @@ def test_jobs_and_nodes_survive_reopening(tmp_path: Path) -> None:
     assert again.attempts("j1") == [AttemptRecord("j1", 1, "n1", 3.0, None, 4.0, "failed", "boom")]
 
 
-def test_batch_commits_once_and_rolls_back_on_error(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "m.db"))
+def test_batch_commits_once_and_rolls_back_on_error(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
 
     def fail_midway() -> None:
         with store.batch():
@@ -87,8 +98,8 @@ def test_batch_commits_once_and_rolls_back_on_error(tmp_path: Path) -> None:
     assert {j.id for j in store.list_jobs()} == {"j2", "j3"}
 
 
-def test_list_jobs_pages_newest_first_with_filters(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "m.db"))
+def test_list_jobs_pages_newest_first_with_filters(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
     for i in range(5):
         _job(store, f"j{i}", queue="batch" if i % 2 else "default")
     page = store.list_jobs(limit=2)
@@ -97,6 +108,69 @@ def test_list_jobs_pages_newest_first_with_filters(tmp_path: Path) -> None:
     assert [j.id for j in rest] == ["j2", "j1", "j0"]
     assert [j.id for j in store.list_jobs(queue="batch")] == ["j3", "j1"]
     assert store.count_jobs_by_status() == {"queued": 5}
+
+
+def test_a_new_database_is_migrated_to_the_newest_schema_once(
+    db: str, open_db: StoreOpener
+) -> None:
+    assert open_db(db).schema_version() == SCHEMA_VERSION
+    assert open_db(db).migrate() == SCHEMA_VERSION  # a second master finds it done
+
+
+def test_a_master_refuses_a_schema_newer_than_it_knows(db: str) -> None:
+    newer = mark_schema_newer(db)
+    with pytest.raises(SchemaTooNew) as refused:
+        open_store(db)
+    assert refused.value.detail == {"found": newer, "known": SCHEMA_VERSION}
+    assert f"schema version {newer}" in str(refused.value)
+
+
+def test_claim_takes_a_queued_job_once(db: str, open_db: StoreOpener) -> None:
+    store = open_db(db)
+    _job(store, "j1")
+    assert store.claim_job("j1", status="assigned", node_id="n1", attempt=1)
+    assert not store.claim_job("j1", status="assigned", node_id="n2", attempt=2)
+    got = store.get_job("j1")
+    assert got is not None
+    assert (got.status, got.node_id, got.attempt) == ("assigned", "n1", 1)
+
+
+def test_claim_skips_a_job_another_master_holds_locked(
+    postgres_server: PostgresServer, postgres_url: str, open_db: StoreOpener
+) -> None:
+    store = open_db(postgres_url)
+    _job(store, "j1")
+    with postgres_server.connect() as other, other.transaction():
+        other.execute("SELECT id FROM jobs WHERE id='j1' FOR UPDATE")
+        # SKIP LOCKED: no waiting for the other master's transaction, no double placement
+        assert not store.claim_job("j1", status="assigned", node_id="n1", attempt=1)
+    assert store.claim_job("j1", status="assigned", node_id="n1", attempt=1)
+
+
+def test_postgres_numbers_jobs_uniquely_across_masters(
+    postgres_url: str, open_db: StoreOpener
+) -> None:
+    first, second = open_db(postgres_url), open_db(postgres_url)
+    numbers = [first.next_seq(), second.next_seq(), first.next_seq()]
+    assert len(set(numbers)) == 3
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{dir}/m.db", "{dir}/m.db"])
+def test_db_takes_a_sqlite_url_or_a_plain_path(
+    tmp_path: Path, url: str, open_db: StoreOpener
+) -> None:
+    store = open_db(url.format(dir=tmp_path))
+    _job(store, "j1")
+    assert (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    "db", ["mysql://root:secret@db/jobs", "sqlite://relative.db", "", "redis://x"]
+)
+def test_an_unknown_db_fails_at_construction_with_the_rule(db: str) -> None:
+    with pytest.raises(ConfigError, match=r"db must be|SQLite URL is") as refused:
+        MasterConfig(db=db)
+    assert "secret" not in str(refused.value)
 
 
 def test_queue_orders_live_first_then_priority_then_age() -> None:

@@ -37,9 +37,7 @@ WORKER = {"Authorization": f"Bearer {WORKER_KEY}"}
 @contextlib.contextmanager
 def _master(tmp_path: Path, **config: Any) -> Iterator[httpx.Client]:
     app = create_app(
-        MasterConfig(
-            db_path=str(tmp_path / "m.db"), api_key=API_KEY, worker_key=WORKER_KEY, **config
-        )
+        MasterConfig(db=str(tmp_path / "m.db"), api_key=API_KEY, worker_key=WORKER_KEY, **config)
     )
     with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
         yield client

@@ -32,9 +32,7 @@ SUBMIT = {"Authorization": f"Bearer {API_KEY}"}
 @pytest.fixture
 def master(tmp_path: Path) -> Iterator[httpx.Client]:
     policy = DestinationPolicy.from_options(rtmp_allow=["127.0.0.1:1935", "ingest.example"])
-    app = create_app(
-        MasterConfig(db_path=str(tmp_path / "m.db"), api_key=API_KEY, destinations=policy)
-    )
+    app = create_app(MasterConfig(db=str(tmp_path / "m.db"), api_key=API_KEY, destinations=policy))
     with serve_asgi(app) as url, httpx.Client(base_url=url, headers=SUBMIT) as client:
         yield client
     app.store.close()
@@ -112,7 +110,7 @@ def test_live_outputs_go_only_to_rtmp_allow_hosts(
 
 
 def test_no_live_output_is_allowed_by_default(tmp_path: Path) -> None:
-    app = create_app(MasterConfig(db_path=str(tmp_path / "m.db"), api_key=API_KEY))
+    app = create_app(MasterConfig(db=str(tmp_path / "m.db"), api_key=API_KEY))
     with serve_asgi(app) as url:
         response = httpx.post(
             f"{url}/jobs",

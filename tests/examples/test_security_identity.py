@@ -26,7 +26,7 @@ WORKER = {"Authorization": f"Bearer {WORKER_KEY}"}
 def master(tmp_path: Path) -> Iterator[httpx.Client]:
     app = create_app(
         MasterConfig(
-            db_path=str(tmp_path / "m.db"),
+            db=str(tmp_path / "m.db"),
             api_key=API_KEY,
             worker_key=WORKER_KEY,
             auth_failure_limit=100,

@@ -1,11 +1,14 @@
-"""A real OTLP/HTTP trace receiver on loopback that decodes protobuf requests."""
+"""Real OTLP trace receivers on loopback: OTLP/HTTP decoding protobuf, and gRPC."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -75,12 +78,17 @@ def decode(body: bytes) -> list[ReceivedSpan]:
 
 
 class OTLPReceiver:
-    """Accepts ``POST /v1/traces`` (protobuf, optionally gzip/deflate) and keeps the spans."""
+    """Accepts ``POST /v1/traces`` (protobuf, optionally gzip/deflate) and keeps the spans.
 
-    def __init__(self) -> None:
+    ``delay``: answer each export that many seconds late (a slow collector); ``stop()``
+    releases the requests still waiting.
+    """
+
+    def __init__(self, *, delay: float = 0.0) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests: list[dict[str, str]] = []  # headers of each export request
         self._cond = threading.Condition()
+        self._release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,6 +107,8 @@ class OTLPReceiver:
                 except Exception as exc:  # a malformed export is the exporter's bug: say so
                     self.send_error(400, f"undecodable ExportTraceServiceRequest: {exc}")
                     return
+                if delay:
+                    receiver._release.wait(delay)
                 with receiver._cond:
                     receiver.requests.append(dict(self.headers))
                     receiver.spans.extend(spans)
@@ -114,6 +124,7 @@ class OTLPReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -131,6 +142,7 @@ class OTLPReceiver:
         self._thread.start()
 
     def stop(self) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -146,3 +158,24 @@ class OTLPReceiver:
                     raise AssertionError(f"expected {count} spans in {timeout}s, got {names}")
                 self._cond.wait(remaining)
             return list(self.spans)
+
+
+@contextlib.contextmanager
+def grpc_trace_collector(on_export: Callable[[ExportTraceServiceRequest], None]) -> Iterator[int]:
+    """A gRPC OTLP trace service on loopback calling ``on_export``; yields its port."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        def Export(self, request: ExportTraceServiceRequest, context: Any) -> Any:
+            on_export(request)
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from typing import Any
@@ -46,13 +47,11 @@ class TracingHandle:
         enabled: bool,
         owned: bool,
         config: TracingConfig,
-        exporter: SpanExporter | None = None,
     ) -> None:
         self.provider = provider
         self.enabled = enabled
         self.owned = owned
         self.config = config
-        self._exporter = exporter
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -64,40 +63,39 @@ class TracingHandle:
         return self.provider.force_flush(timeout_millis)
 
     def shutdown(self, timeout: float | None = 3.0) -> None:
-        """Flush pending spans and stop the exporter. Safe to call more than once.
+        """Flush pending spans and stop the exporter, within ``timeout`` seconds.
 
-        With an unreachable collector the OTLP exporter keeps retrying for its
-        whole ``export_timeout`` (10 s by default), which would hold up the
-        process's exit. After ``timeout`` seconds the exporter is stopped,
-        abandoning what is left, with a warning (``None`` waits as long as the
-        exporter wants).
+        Safe to call more than once. The SDK's flush and shutdown run in a
+        daemon thread; if they have not finished after ``timeout`` seconds
+        (the collector refuses, stays silent, answers slowly, or speaks TLS
+        where plaintext was expected) one warning names the collector, the
+        spans not yet exported are dropped, and this returns: the thread is
+        abandoned and cannot hold up the process's exit. ``None`` waits as
+        long as the exporter wants. :func:`init_tracer` registers this method
+        with :mod:`atexit`, so an exit without an explicit call is bounded too.
         """
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        atexit.unregister(self.shutdown)
         if not self.owned or not isinstance(self.provider, TracerProvider):
             return
-        timer = None
-        if timeout is not None and self._exporter is not None:
-            timer = threading.Timer(timeout, self._abandon_export, args=(timeout,))
-            timer.daemon = True
-            timer.start()
-        try:
+        if timeout is None:
             self.provider.shutdown()
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    def _abandon_export(self, timeout: float) -> None:
-        _log.warning(
-            "tracing shutdown: spans were not exported within %ss (is the collector at %s "
-            "reachable?); stopping the exporter and dropping them",
-            timeout,
-            self.config.traces_endpoint or "the default endpoint",
+            return
+        stopper = threading.Thread(
+            target=self.provider.shutdown, name="ffrtmp-tracing-shutdown", daemon=True
         )
-        if self._exporter is not None:
-            self._exporter.shutdown()
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            _log.warning(
+                "tracing shutdown: spans were not exported within %ss (is the collector at %s "
+                "reachable?); giving up and dropping them",
+                timeout,
+                self.config.traces_endpoint or "the default endpoint",
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("enabled" if self.enabled else "disabled")
@@ -153,19 +151,23 @@ def build_tracer_provider(
     *,
     exporter: SpanExporter | None = None,
     span_processor: SpanProcessor | None = None,
+    shutdown_on_exit: bool = True,
 ) -> TracerProvider:
     """The SDK provider :func:`init_tracer` would install, without installing it.
 
     For tests and for processes that need several providers; the middleware
     takes it as ``tracer_provider=``. Ignores ``config.enabled``. Its id
     generator lets the middleware decide ratio sampling before building
-    anything (see ``SamplingIdGenerator``).
+    anything (see ``SamplingIdGenerator``). ``shutdown_on_exit`` is the SDK's:
+    an unbounded flush at exit (``init_tracer`` turns it off and registers the
+    handle's bounded :meth:`TracingHandle.shutdown` instead).
     """
     config = config if config is not None else TracingConfig()
     provider = TracerProvider(
         resource=_resource(config),
         sampler=_sampler(config),
         id_generator=SamplingIdGenerator(),
+        shutdown_on_exit=shutdown_on_exit,
     )
     if span_processor is None:
         if exporter is None:
@@ -225,17 +227,12 @@ def init_tracer(
                 "enabled=True but OTEL_SDK_DISABLED=true: the SDK makes every tracer a no-op, "
                 "so no spans will be recorded"
             )
-        if span_processor is None and exporter is None:
-            exporter = _exporter(config)
-        provider = build_tracer_provider(config, exporter=exporter, span_processor=span_processor)
-        trace.set_tracer_provider(provider)
-        _active = TracingHandle(
-            provider,
-            enabled=True,
-            owned=True,
-            config=config,
-            exporter=exporter if span_processor is None else None,
+        provider = build_tracer_provider(
+            config, exporter=exporter, span_processor=span_processor, shutdown_on_exit=False
         )
+        trace.set_tracer_provider(provider)
+        _active = TracingHandle(provider, enabled=True, owned=True, config=config)
+        atexit.register(_active.shutdown)
         return _active
 
 
