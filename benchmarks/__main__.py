@@ -1,4 +1,4 @@
-"""``python -m benchmarks [suite ...] [--quick] [--write]``."""
+"""``python -m benchmarks [suite ...] [--quick] [--write] [--icount]``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from benchmarks import _icount
 from benchmarks._harness import Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,11 +21,13 @@ def available_suites() -> list[str]:
     return sorted(p.stem.removeprefix("suite_") for p in Path(__file__).parent.glob("suite_*.py"))
 
 
-def write_section(suite: str, tables: list[Table]) -> None:
-    """Replace the suite's marked section of docs/benchmarks.md (appending it if new)."""
+def write_section(suite: str, tables: list[Table], before: str | None = None) -> None:
+    """Replace the suite's marked section of docs/benchmarks.md; a new one goes just
+    before section ``before`` if given and present, else at the end."""
     start, end = f"<!-- bench:{suite}:start -->", f"<!-- bench:{suite}:end -->"
+    command = suite.replace("-icount", " --icount")
     stamp = (
-        f"_Measured {dt.date.today().isoformat()} with `python -m benchmarks {suite} --write` "
+        f"_Measured {dt.date.today().isoformat()} with `python -m benchmarks {command} --write` "
         f"on {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}._\n"
     )
@@ -33,6 +36,9 @@ def write_section(suite: str, tables: list[Table]) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: body, text)
+    elif before and f"<!-- bench:{before}:start -->" in text:
+        mark = f"<!-- bench:{before}:start -->"
+        text = text.replace(mark, body + "\n\n" + mark, 1)
     else:
         text = text.rstrip("\n") + "\n\n" + body + "\n"
     DOC.write_text(text)
@@ -44,17 +50,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", help=f"any of {', '.join(suites)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument(
+        "--icount",
+        action="store_true",
+        help="instructions per operation under valgrind's callgrind, beside CPU-time medians "
+        "(only the instruction-count table; with --write, it heads the suite's section)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(suites))
     if unknown:
         parser.error(f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites)}")
+    if args.icount:
+        try:
+            _icount.valgrind()
+        except _icount.ValgrindMissing as exc:
+            print(f"python -m benchmarks: {exc}", file=sys.stderr)
+            return 2
     for suite in args.suites or suites:
         module = importlib.import_module(f"benchmarks.suite_{suite}")
-        tables: list[Table] = module.run(quick=args.quick)
+        if args.icount:
+            if not hasattr(module, "icount"):
+                print(f"{suite}: no instruction-count scenarios\n")
+                continue
+            tables: list[Table] = [_icount.table(suite, module.icount(args.quick), args.quick)]
+            if args.write:
+                write_section(f"{suite}-icount", tables, before=suite)
+        else:
+            tables = module.run(quick=args.quick)
+            if args.write:
+                write_section(suite, tables)
         for table in tables:
             print(table.text())
-        if args.write:
-            write_section(suite, tables)
     return 0
 
 

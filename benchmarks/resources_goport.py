@@ -4,13 +4,17 @@
 It keeps upstream's behaviour, defects included (release returns only the CPU, the
 duplicate check runs after the capacity checks), because it is the baseline the
 benchmarks compare against. ``reserve_any_linear`` is what a scheduler on top of it
-does: scan every node under the lock, score, reserve the best.
+does: scan every node under the lock, score, reserve the best. ``PlainLedger`` is the
+plain dict-and-lock baseline of the manager's own reserve and release.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+
+from ffrtmp_infra.resources import Reservation as Reservation_
+from ffrtmp_infra.resources import Resources
 
 
 @dataclass
@@ -115,3 +119,40 @@ class GoPortManager:
             node.available_cpu += cpu
             node.available_gpu += gpu
             node.available_ram_gb += ram_gb
+
+
+class PlainLedger:
+    """The contract's baseline: the same reserve and release with dicts and one lock and
+    nothing else (no validation of ids or amounts, no idempotency, no index, no counters).
+
+    It takes the manager's call (cores and GiB as keywords), converts to the same units,
+    checks capacity and returns the same Reservation value the manager returns.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: dict[str, list[int]] = {}
+        self._held: dict[str, Reservation_] = {}
+
+    def register_node(self, node_id: str, *, cpu: int, ram_gb: int) -> None:
+        self._free[node_id] = [cpu * 1000, ram_gb * 1024]
+
+    def reserve(self, job_id: str, node_id: str, *, cpu: int = 0, ram_gb: int = 0) -> Reservation_:
+        with self._lock:
+            free = self._free[node_id]
+            rc, rr = cpu * 1000, ram_gb * 1024
+            if rc > free[0] or rr > free[1]:
+                raise ValueError(f"node {node_id} is full")
+            free[0] -= rc
+            free[1] -= rr
+            res = self._held[job_id] = Reservation_(job_id, node_id, Resources(rc, rr))
+            return res
+
+    def release(self, job_id: str) -> Reservation_ | None:
+        with self._lock:
+            res = self._held.pop(job_id, None)
+            if res is not None:
+                free = self._free[res.node_id]
+                free[0] += res.resources.cpu_milli
+                free[1] += res.resources.ram_mib
+            return res

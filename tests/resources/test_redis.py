@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -245,5 +246,61 @@ def test_redis_scripts_behave_exactly_like_the_memory_backend(
         if not isinstance(outcome, str):
             live.append(job)
         both("get_available_nodes", cpu=1, extended={"nv": 1})
+    assert memory.snapshot() == redis_.snapshot()
+    redis_.close()
+
+
+@pytest.mark.parametrize("scorer", ["binpack", "spread", "balanced"])
+@pytest.mark.parametrize("fine", [False, True])
+def test_the_redis_index_places_exactly_like_the_memory_index(
+    redis_server: RedisServer, scorer: str, fine: bool
+) -> None:
+    """reserve_any on the Redis ledger's index picks the memory backend's node, step by
+    step: many load levels per shape (fine=True leaves about one node per bucket), ties,
+    exclusions of the winner (the bucket's next-best path) and extended resources."""
+    import random
+
+    rnd = random.Random(f"idx{scorer}{fine}")
+    memory = ResourceManager(scorer=scorer)
+    redis_ = ResourceManager(
+        RedisBackend(redis_server.url, prefix=f"ix-{uuid.uuid4().hex}"), scorer=scorer
+    )
+    shapes = [(8, 16, 0, 0), (16, 32, 2, 2), (4, 8, 0, 0), (16, 32, 2, 2)]
+    for i in range(120):
+        c, r, g, nv = shapes[i % 4]
+        for m in (memory, redis_):
+            m.register_node(f"n{i:03}", cpu=c, ram_gb=r, gpu=g, extended={"nv": nv},
+                            labels={"pool": "ab"[i % 3 % 2]})  # fmt: skip
+    live: list[str] = []
+    for step in range(900):
+        if live and rnd.random() < 0.4:
+            job = live.pop(rnd.randrange(len(live)))
+            assert memory.release(job) == redis_.release(job)
+            continue
+        if rnd.random() < 0.02:
+            node = f"n{rnd.randrange(120):03}"
+            for m in (memory, redis_):
+                m.drain(node) if step % 2 else m.undrain(node)
+        rc = f"{rnd.randint(1, 3000)}m" if fine else rnd.choice([0, 1, 2, 3])
+        rr = f"{rnd.randint(0, 3000)}Mi" if fine else rnd.choice([0, 1, 2, 4])
+        request: dict[str, Any] = {"cpu": rc, "ram_gb": rr, "gpu": rnd.choice([0, 0, 1])}
+        if rnd.random() < 0.2:
+            request["extended"] = {"nv": 1}
+        if rnd.random() < 0.2:
+            request["selector"] = {"pool": "a"}
+        exclude: list[str] = []
+        if rnd.random() < 0.3:  # exclude what would win, so the next-best path runs
+            with contextlib.suppress(IndexError, ResourceError):
+                exclude = [memory.get_available_nodes(**request)[0]]
+        job = f"j{step}"
+        outcomes = []
+        for m in (memory, redis_):
+            try:
+                outcomes.append(m.reserve_any(job, exclude=exclude, **request).node_id)
+            except ResourceError as exc:
+                outcomes.append(type(exc).__name__)
+        assert outcomes[0] == outcomes[1], (step, request, exclude)
+        if outcomes[0] != "NoNodeAvailableError":
+            live.append(job)
     assert memory.snapshot() == redis_.snapshot()
     redis_.close()

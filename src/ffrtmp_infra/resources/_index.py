@@ -199,7 +199,12 @@ class Shape:
         while left > 0 or right < hi:
             dl = target - ((bucket[left - 1] >> SEQ_BITS) + rr) * ac if left > 0 else BIG
             dr = ((bucket[right] >> SEQ_BITS) + rr) * ac - target if right < hi else BIG
-            if dl < dr or (dl == dr and bucket[left - 1] & SEQ_MASK < bucket[right] & SEQ_MASK):
+            if dl == dr:  # the same score on both sides: one group, in seq order
+                lo = bisect_left(bucket, bucket[left - 1] & ~SEQ_MASK, 0, left)
+                end = bisect_right(bucket, bucket[right] | SEQ_MASK, right, hi)
+                yield from sorted(bucket[lo:left] + bucket[right:end], key=_seq)
+                left, right = lo, end
+            elif dl < dr:
                 lo = bisect_left(bucket, bucket[left - 1] & ~SEQ_MASK, 0, left)
                 yield from bucket[lo:left]
                 left = lo
@@ -336,6 +341,10 @@ class Shape:
         if score > best_score or (score == best_score and seq_d < best_seq):
             return score, seq_d, found
         return best_score, best_seq, None
+
+
+def _seq(entry: int) -> int:
+    return entry & SEQ_MASK
 
 
 def _fits_ext(node: NodeState, ext: Mapping[str, int]) -> bool:

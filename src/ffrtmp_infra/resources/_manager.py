@@ -10,69 +10,23 @@ from ._backend import Backend
 from ._errors import InvalidAmountError
 from ._memory import MemoryBackend
 from ._quantity import (
-    MAX_CPU_MILLI,
-    MAX_RAM_MIB,
-    MAX_UNITS,
     check_id,
+    check_job,
     check_name,
     parse_count,
     parse_cpu,
     parse_extended,
     parse_ram,
+    parse_request,
 )
 from ._scoring import Scorer, Selector, parse_selector, resolve_scorer
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
-_MAX_CORES = MAX_CPU_MILLI // 1000
-_MAX_GIB = MAX_RAM_MIB >> 10
 _NO_EXCLUDE: frozenset[str] = frozenset()
 _NO_EXT: dict[str, int] = {}  # shared; backends never mutate the ext they are given
 
 Amount = int | float | str
 SelectorSpec = Mapping[str, str | Collection[str]]
-
-
-def _job(job_id: object) -> str:
-    if type(job_id) is str and job_id and len(job_id) <= 256 and job_id.isprintable():
-        return job_id
-    return check_id(job_id, "job_id")
-
-
-# Parsed float and string amounts ("500m", 0.5): jobs repeat a few sizes, and parsing
-# through Decimal costs microseconds. Only valid amounts are cached; bools never reach
-# here (they are not float or str), and NaN never matches itself.
-_CPU_CACHE: dict[float | str, int] = {}
-_RAM_CACHE: dict[float | str, int] = {}
-_CACHE_LIMIT = 4096
-
-
-def _cpu(value: object) -> int:
-    if type(value) is float or type(value) is str:
-        milli = _CPU_CACHE.get(value)
-        if milli is None:
-            milli = parse_cpu(value)
-            if len(_CPU_CACHE) < _CACHE_LIMIT:
-                _CPU_CACHE[value] = milli
-        return milli
-    return parse_cpu(value)
-
-
-def _ram(value: object) -> int:
-    if type(value) is float or type(value) is str:
-        mib = _RAM_CACHE.get(value)
-        if mib is None:
-            mib = parse_ram(value)
-            if len(_RAM_CACHE) < _CACHE_LIMIT:
-                _RAM_CACHE[value] = mib
-        return mib
-    return parse_ram(value)
-
-
-def _request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, int]:
-    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
-    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
-    rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
-    return rc, rr, rg
 
 
 def parse_reserve(value: Mapping[str, object] | Resources | None) -> Resources:
@@ -151,6 +105,9 @@ class ResourceManager:
         # that holds a reservation was valid when reserved), so release(""), like
         # arelease(""), raises InvalidAmountError at no cost to real releases.
         self.release = self._backend.release  # type: ignore[method-assign]
+        if type(self._backend) is MemoryBackend:
+            # reserve too: the memory backend parses, checks and reserves in one call.
+            self.reserve = self._backend.reserve_request  # type: ignore[method-assign]
         from ._metrics import ResourceMetrics
 
         self._metrics = ResourceMetrics(self, meter_provider)
@@ -223,8 +180,8 @@ class ResourceManager:
         exclude: Iterable[str],
         scorer: str | Scorer | None,
     ) -> tuple[str, int, int, int, dict[str, int], Selector, frozenset[str], Scorer]:
-        job_id = _job(job_id)
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        job_id = check_job(job_id)
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         return (
             job_id, rc, rr, rg, ext,
@@ -240,7 +197,7 @@ class ResourceManager:
         selector: SelectorSpec | None,
         scorer: str | Scorer | None,
     ) -> tuple[int, int, int, dict[str, int], Selector, Scorer]:
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         return rc, rr, rg, ext, self._selector(selector), self._scorer_for(scorer)
 
@@ -338,16 +295,12 @@ class ResourceManager:
         Reserving the same job again with the same request returns the existing
         reservation; a different request raises DuplicateJobError.
         """
-        # The hot path: _job and _request inlined (areserve calls them; tests/test_twins.py
-        # holds the two to the same results). Ints go straight through; anything else is
-        # parsed and checked. A node id is checked in full only when no node has it.
-        if type(job_id) is not str or not job_id or len(job_id) > 256 or not job_id.isprintable():
-            check_id(job_id, "job_id")
+        # A MemoryBackend's instance gets its backend's reserve_request instead (see
+        # __init__): the same parsing and checks in one call. This is every other backend's.
+        job_id = check_job(job_id)
         if type(node_id) is not str:
             check_id(node_id, "node_id")
-        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= _MAX_CORES else _cpu(cpu)
-        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= _MAX_GIB else _ram(ram_gb)
-        rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         return self._backend.reserve(job_id, node_id, rc, rr, rg, ext)
 
@@ -362,10 +315,10 @@ class ResourceManager:
         extended: Mapping[str, Amount] | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve`."""
-        job_id = _job(job_id)
+        job_id = check_job(job_id)
         if type(node_id) is not str:
             check_id(node_id, "node_id")
-        rc, rr, rg = _request(cpu, gpu, ram_gb)
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         return await self._backend.areserve(job_id, node_id, rc, rr, rg, ext)
 

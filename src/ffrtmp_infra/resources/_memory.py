@@ -15,12 +15,28 @@ from ._errors import (
     UnknownNodeError,
 )
 from ._index import Index, NodeState
-from ._quantity import check_id, format_cpu, format_ram
+from ._quantity import (
+    MAX_CORES,
+    MAX_GIB,
+    check_id,
+    check_job,
+    format_cpu,
+    format_ram,
+    parse_extended,
+    parse_request,
+    request_cpu,
+    request_ram,
+)
 from ._scoring import BuiltinScorer, Scorer, Selector, builtin_score, matches
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
 _new = tuple.__new__
 _REQUESTS: dict[int, Resources] = {}  # (cpu_milli << 32 | ram_mib) -> shared Resources
+_NO_EXT: dict[str, int] = {}
+# reserve_request's guard: an int 0 here is CPython's one shared object, so ``gpu is
+# _ZERO`` is true for the default and any int 0, and false for False, 0.0 and the rest
+# (which take the general path, where they are parsed or rejected as usual).
+_ZERO = 0
 
 
 def _devices(mask: int) -> tuple[int, ...]:
@@ -126,7 +142,6 @@ class MemoryBackend:
         self._index = Index()
         self._dirty = self._index.dirty  # nodes whose index entry is stale
         self._seq = 0
-        self.reserved_total = 0
         self.released_total = 0
         self.rejected_total = 0
         self.evicted_total = 0
@@ -239,26 +254,53 @@ class MemoryBackend:
         if not n.dirty:
             n.dirty = True
             self._dirty.append(n)
-        self.reserved_total += 1
         return res
 
-    def reserve(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    def reserve_request(
+        self,
+        job_id: str,
+        node_id: str,
+        *,
+        cpu: object = 0,
+        gpu: object = 0,
+        ram_gb: object = 0,
+        extended: Mapping[str, object] | None = None,
     ) -> Reservation:
+        """``ResourceManager.reserve`` for this backend in one call (the manager binds it).
+
+        The same parsing and checks, in the same order, as the manager's own ``reserve``
+        followed by :meth:`reserve`; a CPU-and-RAM request that fits runs inline.
+        """
+        if (
+            type(job_id) is not str
+            or not job_id
+            or len(job_id) > 256
+            or not job_id.isprintable()
+            or type(node_id) is not str
+            or gpu is not _ZERO
+            or extended is not None
+        ):
+            job_id = check_job(job_id)
+            if type(node_id) is not str:
+                check_id(node_id, "node_id")
+            rc, rr, rg = parse_request(cpu, gpu, ram_gb)
+            ext = parse_extended(extended) if extended else _NO_EXT
+            with self._lock:
+                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
+        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= MAX_CORES else request_cpu(cpu)
+        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= MAX_GIB else request_ram(ram_gb)
         with self._lock:
             reservations = self._reservations
             n = self._nodes.get(node_id)
             if (
                 n is None
                 or job_id in reservations
-                or rg
-                or ext
                 or n.draining
                 or rc > n.alloc_cpu - n.used_cpu
                 or rr > n.alloc_ram - n.used_ram
-                or n.used_gpu > n.alloc_gpu  # shrunk below its GPU use: takes nothing new
+                or n.used_gpu > n.alloc_gpu
             ):
-                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
+                return self._reserve_general(job_id, node_id, rc, rr, 0, _NO_EXT)
             # The common case (CPU and RAM only, fits): no helper calls, and the request
             # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
             n.used_cpu += rc
@@ -274,8 +316,15 @@ class MemoryBackend:
             if not n.dirty:
                 n.dirty = True
                 self._dirty.append(n)
-            self.reserved_total += 1
             return res
+
+    def reserve(
+        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+    ) -> Reservation:
+        # The manager's sync reserve uses reserve_request (parsing and the inline common
+        # case in one call); this parsed entry point serves areserve and the general case.
+        with self._lock:
+            return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
 
     def _reserve_general(
         self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
@@ -459,7 +508,8 @@ class MemoryBackend:
         """Reservations made, released, rejected and evicted since this backend started."""
         with self._lock:
             return {
-                "reserved": self.reserved_total,
+                # every reservation made is live, released or evicted
+                "reserved": len(self._reservations) + self.released_total + self.evicted_total,
                 "released": self.released_total,
                 "rejected": self.rejected_total,
                 "evicted": self.evicted_total,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from ._errors import InvalidAmountError
@@ -18,6 +18,8 @@ from ._errors import InvalidAmountError
 MAX_CPU_MILLI = 10**7  # 10,000 cores
 MAX_RAM_MIB = 10**8  # about 95 TiB
 MAX_UNITS = 10**9  # GPUs and extended resources
+MAX_CORES = MAX_CPU_MILLI // 1000  # whole cores: an int request up to this needs no parsing
+MAX_GIB = MAX_RAM_MIB >> 10
 
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
@@ -170,3 +172,48 @@ def format_cpu(milli: int) -> str:
 def format_ram(mib: int) -> str:
     """MiB for messages: ``8Gi`` or ``512Mi``."""
     return f"{mib >> 10}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
+# -- requests: the reserve path parses with these ---------------------------------------
+# Parsed float and string amounts ("500m", 0.5): jobs repeat a few sizes, and parsing
+# through Decimal costs microseconds. Only valid amounts are cached; bools never reach
+# here (they are not float or str), and NaN never matches itself.
+_CPU_CACHE: dict[float | str, int] = {}
+_RAM_CACHE: dict[float | str, int] = {}
+_CACHE_LIMIT = 4096
+
+
+def _cached(cache: dict[float | str, int], parse: Callable[[object], int], value: object) -> int:
+    if type(value) is float or type(value) is str:
+        units = cache.get(value)
+        if units is None:
+            units = parse(value)
+            if len(cache) < _CACHE_LIMIT:
+                cache[value] = units
+        return units
+    return parse(value)
+
+
+def request_cpu(value: object) -> int:
+    """:func:`parse_cpu` of a request, float and string amounts cached."""
+    return _cached(_CPU_CACHE, parse_cpu, value)
+
+
+def request_ram(value: object) -> int:
+    """:func:`parse_ram` of a request, float and string amounts cached."""
+    return _cached(_RAM_CACHE, parse_ram, value)
+
+
+def parse_request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, int]:
+    """A request's ``(millicores, MiB, GPUs)``; whole ints take no parsing."""
+    rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= MAX_CORES else request_cpu(cpu)
+    rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= MAX_GIB else request_ram(ram_gb)
+    rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
+    return rc, rr, rg
+
+
+def check_job(job_id: object) -> str:
+    """:func:`check_id` for a job id, the common valid case first."""
+    if type(job_id) is str and job_id and len(job_id) <= 256 and job_id.isprintable():
+        return job_id
+    return check_id(job_id, "job_id")

@@ -6,9 +6,11 @@ processes sharing one Redis never over-commit a node. All keys share the hash ta
 ``{prefix}``, so they live in one slot (Redis Cluster works; the ledger sits on one
 shard).
 
-``reserve_any`` with a built-in scorer filters and scores inside the script, which
-reads every node (one HGETALL of the hot hash): O(nodes) server time per call, fine for
-hundreds to a few thousand nodes. With a custom scorer the backend reads a
+``reserve_any`` with a built-in scorer searches a placement index kept in Redis beside
+the ledger (the memory backend's: nodes grouped by shape, bucketed by used CPU and GPU,
+each bucket a zset by used RAM; see ``_lua/lib.lua``), so its server time grows with the
+number of shapes and load levels, not with the number of nodes; every change to a node
+moves it between buckets in the same script. With a custom scorer the backend reads a
 snapshot, scores in Python and reserves on the winner, retrying if another master
 took the capacity first.
 """
@@ -77,7 +79,11 @@ def _node(raw: Sequence[Any]) -> Node:
     node_id, flat, count = _s(raw[0]), raw[1], int(raw[2])
     h = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
     h.update(
-        zip(("ac", "ar", "ag", "uc", "ur", "ug", "drain", "seq"), _s(raw[3]).split(), strict=True)
+        zip(
+            ("ac", "ar", "ag", "uc", "ur", "ug", "drain", "seq", "shape"),
+            _s(raw[3]).split(),
+            strict=True,
+        )
     )
     cap_x, alloc_x, used_x, labels = {}, {}, {}, {}
     for field, value in h.items():

@@ -24,7 +24,7 @@ local out = {}
 local all = redis.call("HGETALL", HOT)
 local match, num = string.match, tonumber
 for k = 1, #all, 2 do
-  local ac, ar, ag, uc, ur, ug, dr, seq = match(all[k + 1], HOT_PATTERN)
+  local ac, ar, ag, uc, ur, ug, dr, seq = match(all[k + 1], HOT_PATTERN)  -- shape unused
   ac, ar, uc, ur = num(ac), num(ar), num(uc), num(ur)
   if dr == "0" and rc <= ac - uc and rr <= ar - ur and rg <= num(ag) - num(ug) then
     local id = all[k]

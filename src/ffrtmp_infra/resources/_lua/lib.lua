@@ -3,9 +3,21 @@
 local base = KEYS[1]
 local NODES = base .. ":nodes"   -- zset: node id -> registration seq
 local STATS = base .. ":stats"   -- hash: reserved/released/rejected/evicted counters
--- hash: node id -> "ac ar ag uc ur ug drain seq" (allocatable, used, draining flag,
--- registration seq). One HGETALL gives reserve_any everything it filters and scores on.
+-- hash: node id -> "ac ar ag uc ur ug drain seq shape" (allocatable, used, draining
+-- flag, registration seq, shape id): everything reserve and release read and write.
 local HOT = base .. ":hot"
+-- The placement index (the memory backend's, in Redis keys). Nodes with the same
+-- allocatable, extended resources and labels form a shape; a shape's non-draining nodes
+-- sit in buckets by used (cpu, gpu), each bucket a zset of its nodes scored by used RAM.
+local SHAPES = base .. ":shapes"      -- hash: shape id -> cjson {ac, ar, ag, x, l, k}
+local SHAPE_IDS = base .. ":shapeids" -- hash: canonical shape (k) -> shape id
+local SHAPE_N = base .. ":shapen"     -- hash: shape id -> number of nodes
+-- zset per shape: its non-empty buckets, scored by used cpu, member = used gpu "%010d"
+-- then ":" and used cpu (equal scores sort by member, so the zset is in (cpu, gpu) order).
+local function keys_key(s) return base .. ":k:" .. s end
+local function keys_member(uc, ug) return string.format("%010d:%d", ug, uc) end
+-- zset per bucket: member = seq "%010d" .. node id, score = used RAM (ties: lowest seq).
+local function bucket_key(s, uc, ug) return base .. ":b:" .. s .. ":" .. uc .. ":" .. ug end
 local function nkey(id) return base .. ":n:" .. id end    -- hash: one node
 local function njkey(id) return base .. ":nj:" .. id end  -- zset: job id -> job seq
 local function rkey(id) return base .. ":r:" .. id end    -- hash: one reservation
@@ -47,13 +59,13 @@ local function reservation(job)
   return out
 end
 
-local HOT_PATTERN = "^(%d+) (%d+) (%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%d) (%d+)$"
+local HOT_PATTERN = "^(%d+) (%d+) (%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%d) (%d+) (%d+)$"
 
--- {ac, ar, ag, uc, ur, ug, drain, seq} as numbers, from a hot string.
+-- {ac, ar, ag, uc, ur, ug, drain, seq, shape} as numbers, from a hot string.
 local function parse_hot(s)
-  local ac, ar, ag, uc, ur, ug, dr, seq = string.match(s, HOT_PATTERN)
+  local ac, ar, ag, uc, ur, ug, dr, seq, sh = string.match(s, HOT_PATTERN)
   return {tonumber(ac), tonumber(ar), tonumber(ag), tonumber(uc), tonumber(ur), tonumber(ug),
-          tonumber(dr), tonumber(seq)}
+          tonumber(dr), tonumber(seq), tonumber(sh)}
 end
 
 local function get_hot(id)
@@ -63,8 +75,34 @@ local function get_hot(id)
 end
 
 local function put_hot(id, h)
-  redis.call("HSET", HOT, id, string.format("%d %d %d %d %d %d %d %d",
-    h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]))
+  redis.call("HSET", HOT, id, string.format("%d %d %d %d %d %d %d %d %d",
+    h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]))
+end
+
+-- Take the node (hot record h) out of its bucket, before h changes; file puts it back
+-- after. A draining node is in no bucket.
+local function unfile(id, h)
+  if h[7] ~= 0 then return end
+  local b = bucket_key(h[9], h[4], h[6])
+  redis.call("ZREM", b, string.format("%010d", h[8]) .. id)
+  if redis.call("EXISTS", b) == 0 then
+    redis.call("ZREM", keys_key(h[9]), keys_member(h[4], h[6]))
+  end
+end
+
+local function file(id, h)
+  if h[7] ~= 0 then return end
+  redis.call("ZADD", bucket_key(h[9], h[4], h[6]), h[5], string.format("%010d", h[8]) .. id)
+  redis.call("ZADD", keys_key(h[9]), h[4], keys_member(h[4], h[6]))
+end
+
+-- One node fewer in shape s; the shape goes when it has none.
+local function leave_shape(s)
+  if redis.call("HINCRBY", SHAPE_N, s, -1) > 0 then return end
+  local info = cjson.decode(redis.call("HGET", SHAPES, s))
+  redis.call("HDEL", SHAPE_IDS, info.k)
+  redis.call("HDEL", SHAPES, s)
+  redis.call("HDEL", SHAPE_N, s)
 end
 
 -- A node as {id, hgetall, reservation count, hot string}.

@@ -15,9 +15,35 @@ for _ = 1, n_ext do
   pos = pos + 3
 end
 local n_labels = tonumber(ARGV[pos]); pos = pos + 1
+local labels, label_list = {}, {}
 for _ = 1, n_labels do
   table.insert(fields, "l:" .. ARGV[pos]); table.insert(fields, ARGV[pos + 1])
+  labels[ARGV[pos]] = ARGV[pos + 1]
+  table.insert(label_list, ARGV[pos]); table.insert(label_list, ARGV[pos + 1])
   pos = pos + 2
+end
+
+-- The node's shape id, made on first use. Extended names and labels arrive sorted, so
+-- the canonical string is the same for every node of the shape.
+local function shape_of()
+  local x, x_list = {}, {}
+  for name, amount in pairs(alloc_ext) do
+    if amount > 0 then x[name] = amount end
+  end
+  for i = 8 + 1, 8 + 3 * n_ext, 3 do
+    if tonumber(ARGV[i + 2]) > 0 then
+      table.insert(x_list, ARGV[i]); table.insert(x_list, ARGV[i + 2])
+    end
+  end
+  local k = cjson.encode({ac, ar, ag, x_list, label_list})
+  local s = redis.call("HGET", SHAPE_IDS, k)
+  if not s then
+    s = redis.call("INCR", base .. ":shapeseq")
+    redis.call("HSET", SHAPE_IDS, k, s)
+    redis.call("HSET", SHAPES, s, cjson.encode({ac = ac, ar = ar, ag = ag, x = x, l = labels, k = k}))
+  end
+  redis.call("HINCRBY", SHAPE_N, s, 1)
+  return tonumber(s)
 end
 
 local misfits = {}
@@ -28,8 +54,11 @@ if hot then
     if p == "cx:" or p == "ax:" or string.sub(f, 1, 2) == "l:" then redis.call("HDEL", nk, f) end
   end
   redis.call("HSET", nk, unpack(fields))
-  hot[1], hot[2], hot[3] = ac, ar, ag
+  unfile(id, hot)
+  leave_shape(hot[9])
+  hot[1], hot[2], hot[3], hot[9] = ac, ar, ag, shape_of()
   put_hot(id, hot)
+  file(id, hot)
   -- Reservations, oldest first, that the new allocatable no longer holds.
   local c, r, g, x = 0, 0, 0, {}
   for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
@@ -51,7 +80,9 @@ else
   local seq = redis.call("INCR", base .. ":seq")
   redis.call("ZADD", NODES, seq, id)
   redis.call("HSET", nk, "dev", "", unpack(fields))
-  put_hot(id, {ac, ar, ag, 0, 0, 0, 0, seq})
+  local hot = {ac, ar, ag, 0, 0, 0, 0, seq, shape_of()}
+  put_hot(id, hot)
+  file(id, hot)
 end
 local out = {node_view(id)}
 for _, res in ipairs(misfits) do table.insert(out, res) end

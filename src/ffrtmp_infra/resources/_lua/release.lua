@@ -6,8 +6,10 @@ local id = res[2]
 local nk = nkey(id)
 local hot = get_hot(id)
 if hot then
+  unfile(id, hot)
   hot[4], hot[5], hot[6] = hot[4] - res[3], hot[5] - res[4], hot[6] - res[5]
   put_hot(id, hot)
+  file(id, hot)
   if res[5] > 0 then
     local dev = redis.call("HGET", nk, "dev") or ""
     for d in string.gmatch(res[6], "%d+") do dev = set_dev(dev, tonumber(d), "0") end

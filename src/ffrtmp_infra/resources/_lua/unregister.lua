@@ -1,6 +1,9 @@
 -- ARGV: node. Returns {"unknown"} or {"ok", reservations...} (the evicted ones).
 local id = ARGV[1]
-if redis.call("HEXISTS", HOT, id) == 0 then return {"unknown"} end
+local hot = get_hot(id)
+if not hot then return {"unknown"} end
+unfile(id, hot)
+leave_shape(hot[9])
 local out = {"ok"}
 for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
   local res = reservation(job)

@@ -1,0 +1,53 @@
+"""The benchmark runner's instruction counts (a behaviour, not a timing)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        check=False,
+    )
+
+
+def test_icount_quick_prints_instructions_per_request_for_bare_and_ffrtmp() -> None:
+    if shutil.which("valgrind") is None:
+        pytest.fail("valgrind is required (.ci/run installs it)")
+    done = _run("ratelimit", "--icount", "--quick")
+    assert done.returncode == 0, done.stderr
+    rows = {}
+    for line in done.stdout.splitlines():
+        found = re.match(r"^(Starlette bare|ffrtmp ratelimit, draft-10 headers)\s+([\d,]+)\s", line)
+        if found:
+            rows[found.group(1)] = int(found.group(2).replace(",", ""))
+    assert set(rows) == {"Starlette bare", "ffrtmp ratelimit, draft-10 headers"}, done.stdout
+    # A Starlette request is tens of thousands of instructions; the middleware adds some.
+    assert 10_000 < rows["Starlette bare"] < rows["ffrtmp ratelimit, draft-10 headers"]
+
+
+def test_icount_without_valgrind_says_so_and_fails(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(bindir)}
+    done = _run("ratelimit", "--icount", "--quick", env=env)
+    assert done.returncode == 2
+    assert "needs valgrind" in done.stderr
+    assert "apt-get install valgrind" in done.stderr
+    assert "Traceback" not in done.stderr
