@@ -194,7 +194,7 @@ class TracingMiddleware:
             parent = None
             span = plan.root_span()
         else:
-            parent = textmap.extract(carrier, context=Context())
+            parent = fields.extract(textmap, carrier)
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
 
         if span is None:
