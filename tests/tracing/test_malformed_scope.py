@@ -13,20 +13,8 @@ from ffrtmp_infra.tracing import TracingMiddleware
 
 
 def scope(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/items",
-        "raw_path": b"/items",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
+    base: dict[str, Any] = {"type": "http", "method": "GET", "path": "/items"}
+    base.update(query_string=b"", headers=[(b"host", b"127.0.0.1")])
     base.update(overrides)
     return base
 
