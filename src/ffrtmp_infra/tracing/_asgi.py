@@ -263,6 +263,8 @@ def _set_response(
     span: trace.Span, scope: Scope, entry_root_path: str, status_code: int | None, raised: bool
 ) -> None:
     response: Attributes = {}
+    if status_code is None and raised and scope["type"] == "http":
+        status_code = 500  # nothing was sent: the server answers the escaped exception with 500
     if status_code is not None:
         response[HTTP_RESPONSE_STATUS_CODE] = status_code
         if status_code >= 500 and not raised:
