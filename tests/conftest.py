@@ -1,4 +1,5 @@
-"""Fixtures that start real services: redis-server, PostgreSQL, ffmpeg, an OTLP receiver.
+"""Fixtures that start real services: redis-server, PostgreSQL, ffmpeg, OTLP receivers
+and a collector.
 
 Where a service is missing its tests skip with the reason, unless
 FFRTMP_REQUIRE_SERVICES=1 (as in CI), where they fail instead.
@@ -15,6 +16,7 @@ from tests.support.ffmpeg import FFmpeg, find_ffmpeg
 from tests.support.otlp import OTLPReceiver
 from tests.support.postgres import PostgresServer
 from tests.support.redis_server import RedisServer, find_redis_server
+from tests.support.rotel import RotelCollector, find_rotel
 from tests.support.services import unavailable
 
 
@@ -98,3 +100,16 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     """The session database's URL, emptied for this test."""
     postgres_server.reset()
     return postgres_server.url
+
+
+@pytest.fixture
+def rotel(otlp_receiver: OTLPReceiver) -> Iterator[RotelCollector]:
+    """A real OTLP collector (rotel) on free loopback ports, forwarding to ``otlp_receiver``."""
+    binary = find_rotel()
+    if binary is None:
+        unavailable("no rotel collector: pip install rotel (test group), or set ROTEL_AGENT")
+    assert binary is not None
+    collector = RotelCollector(binary, otlp_receiver)
+    collector.start()
+    yield collector
+    collector.stop()

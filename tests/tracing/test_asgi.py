@@ -152,8 +152,9 @@ def test_exceptions_are_recorded_wherever_the_middleware_sits(
     assert event.name == "exception"
     assert event.attributes is not None
     assert event.attributes["exception.message"] == "kaboom"
-    if position == "outermost":
-        assert span.attributes["http.response.status_code"] == 500
+    # Inside ServerErrorMiddleware (add_middleware) nothing was sent when the exception
+    # passed: the server will answer 500, and the span says so either way.
+    assert span.attributes["http.response.status_code"] == 500
 
 
 def test_5xx_response_marks_the_span_as_error(

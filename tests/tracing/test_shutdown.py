@@ -53,13 +53,18 @@ def test_shutdown_returns_within_its_timeout(
             handle.shutdown(timeout=TIMEOUT)
             elapsed = time.monotonic() - started
     assert elapsed < TIMEOUT + MARGIN, f"{case}/{protocol}: shutdown took {elapsed:.2f}s"
-    [warning] = _tracing_warnings(caplog)  # one line, naming the collector
-    assert f"within {TIMEOUT}s" in warning
-    assert address in warning
-    assert "dropping" in warning
+    warnings = _tracing_warnings(caplog)
+    if elapsed >= TIMEOUT:  # it gave up (older exporters fail fast on refused/TLS: no warning)
+        [warning] = warnings  # one line, naming the collector
+        assert f"within {TIMEOUT}s" in warning
+        assert address in warning
+        assert "dropping" in warning
+    else:
+        assert warnings == []
     assert "already shutdown" not in caplog.text
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_abandoned_shutdown_stops_the_exporter_once(
     protocol: str, caplog: pytest.LogCaptureFixture
@@ -77,7 +82,7 @@ def test_an_abandoned_shutdown_stops_the_exporter_once(
             [stopper] = [
                 t for t in set(threading.enumerate()) - before if t.name.startswith("ffrtmp")
             ]
-            stopper.join(timeout=30)
+            stopper.join(timeout=100)  # OTel 1.27's gRPC exporter retries for up to 64 s
             assert not stopper.is_alive()
     assert len(_tracing_warnings(caplog)) == 1
     assert "already shutdown" not in caplog.text.lower()
@@ -127,6 +132,7 @@ def test_exit_without_shutdown_is_bounded_too(protocol: str) -> None:
         finally:
             child.kill()
     assert child.returncode == 0, stderr
-    assert elapsed < 3.0 + MARGIN, f"exit took {elapsed:.2f}s"
+    # the exit also tears the interpreter down (gRPC's threads, imports): one more second
+    assert elapsed < 3.0 + MARGIN + 1.0, f"exit took {elapsed:.2f}s (30 s unbounded)"
     assert stderr.count("spans were not exported within 3.0s") == 1, stderr
     assert "already shutdown" not in stderr.lower()

@@ -194,7 +194,7 @@ class TracingMiddleware:
             parent = None
             span = plan.root_span()
         else:
-            parent = textmap.extract(carrier, context=Context())
+            parent = fields.extract(textmap, carrier)
             span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
 
         if span is None:
@@ -235,7 +235,8 @@ class TracingMiddleware:
             nonlocal ended_at, status_code
             kind = message["type"]
             if kind == "http.response.start" or kind == "websocket.http.response.start":
-                status_code = message["status"]
+                status = message.get("status")
+                status_code = status if type(status) is int else _status(status)
             elif kind == "http.response.body" and not message.get("more_body", False):
                 ended_at = time.time_ns()
             await send(message)
@@ -252,23 +253,46 @@ class TracingMiddleware:
             raise
         finally:
             scope.pop(_MARK, None)
-            response: Attributes = {}
-            if status_code is not None:
-                response[HTTP_RESPONSE_STATUS_CODE] = status_code
-                if status_code >= 500 and not raised:
-                    response[ERROR_TYPE] = str(status_code)
-                    span.set_status(Status(StatusCode.ERROR))
-            route = _route(scope, entry_root_path)
-            if route is not None:
-                response[HTTP_ROUTE] = route
-                if scope["type"] == "http":
-                    method = normalize_method(scope.get("method", "GET"))[0]
-                    span.update_name(route_name(method, route))
-                else:
-                    span.update_name(f"WEBSOCKET {route}")
-            if response:
-                span.set_attributes(response)
-            span.end(ended_at)
+            try:
+                _set_response(span, scope, entry_root_path, status_code, raised)
+            finally:
+                span.end(ended_at)  # a started span always ends, whatever went wrong above
+
+
+def _set_response(
+    span: trace.Span, scope: Scope, entry_root_path: str, status_code: int | None, raised: bool
+) -> None:
+    response: Attributes = {}
+    if status_code is None and raised and scope["type"] == "http":
+        status_code = 500  # nothing was sent: the server answers the escaped exception with 500
+    if status_code is not None:
+        response[HTTP_RESPONSE_STATUS_CODE] = status_code
+        if status_code >= 500 and not raised:
+            response[ERROR_TYPE] = str(status_code)
+            span.set_status(Status(StatusCode.ERROR))
+    route = _route(scope, entry_root_path)
+    if route is not None:
+        response[HTTP_ROUTE] = route
+        if scope["type"] == "http":
+            method = normalize_method(scope.get("method", "GET"))[0]
+            span.update_name(route_name(method, route))
+        else:
+            span.update_name(f"WEBSOCKET {route}")
+    if response:
+        span.set_attributes(response)
+
+
+def _status(value: object) -> int | None:
+    """The response status as an int: a spec-breaking str or float is converted, junk is None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str | float):
+        return None
+    try:
+        status = int(value)
+    except (ValueError, OverflowError):
+        return None
+    return status if 100 <= status <= 999 else None
 
 
 def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
@@ -283,7 +307,9 @@ def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
             attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
     query = scope.get("query_string")
     if query:
-        attributes[URL_QUERY] = redact_query(query.decode("latin-1"))
+        if isinstance(query, bytes | bytearray):
+            query = query.decode("latin-1")
+        attributes[URL_QUERY] = redact_query(str(query))  # a str breaks the spec: keep it
     host = None
     for name, value in scope["headers"]:
         if name == b"host":

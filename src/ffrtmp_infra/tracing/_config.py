@@ -125,6 +125,9 @@ class TracingConfig:
     * ``export_timeout``: seconds per export, ``OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT``.
     * ``headers``: extra exporter headers (``OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`` also apply).
     * ``resource_attributes``: more resource attributes (code wins over the env).
+    * ``export_log_interval``: seconds; the exporter's error and warning lines (collector
+      down, silent or late) are logged at most once per interval per logger and level,
+      the next one saying how many were suppressed. ``0`` logs every line.
     """
 
     service_name: str | None = None
@@ -138,6 +141,7 @@ class TracingConfig:
     export_timeout: float | None = None
     headers: Mapping[str, str] | None = None
     resource_attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
+    export_log_interval: float = 60.0
     #: False when ``OTEL_TRACES_SAMPLER`` names a sampler we do not map to a
     #: ratio (e.g. ``jaeger_remote``): the SDK then builds it from the env.
     sampler_from_env: bool = field(default=False, init=False)
@@ -207,6 +211,15 @@ class TracingConfig:
         ):
             raise ConfigurationError(
                 f"export_timeout must be a number of seconds > 0, got {self.export_timeout!r}"
+            )
+        interval = self.export_log_interval
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 <= interval < float("inf")
+        ):
+            raise ConfigurationError(
+                f"export_log_interval must be a finite number of seconds >= 0, got {interval!r}"
             )
 
     @property

@@ -5,12 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
-__all__ = ["TraceContextLogFilter", "install_log_correlation", "remember_span"]
+__all__ = [
+    "ExportLogLimiter",
+    "TraceContextLogFilter",
+    "install_log_correlation",
+    "remember_span",
+]
 
 _NO_TRACE = "0" * 32
 _NO_SPAN = "0" * 16
@@ -87,3 +93,54 @@ def install_log_correlation(
             if _filter not in handler.filters:
                 handler.addFilter(_filter)
         return _filter
+
+
+class ExportLogLimiter(logging.Filter):
+    """At most one record per ``interval`` seconds per (logger, level); drops the rest.
+
+    Put on the OpenTelemetry exporter's own loggers: with the collector down,
+    silent or late, the exporter logs a line per failed export and per retry,
+    which floods the log of a busy service. The first record of each interval
+    passes; the next one that passes says how many were suppressed meanwhile.
+    ``interval`` 0 lets everything through. Thread-safe; ``clock`` is for tests.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[tuple[str, int], tuple[float, int]] = {}  # last passed, suppressed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.interval <= 0:
+            return True
+        key = (record.name, record.levelno)
+        now = self._clock()
+        with self._lock:
+            last, suppressed = self._state.get(key, (None, 0))
+            if last is not None and now - last < self.interval:
+                self._state[key] = (last, suppressed + 1)
+                return False
+            self._state[key] = (now, 0)
+        if suppressed:
+            note = f" ({suppressed} similar lines suppressed in the last {self.interval:g}s)"
+            record.msg = str(record.msg) + note
+        return True
+
+
+_export_limiter: ExportLogLimiter | None = None
+
+
+def limit_export_logs(loggers: Iterable[str], interval: float) -> ExportLogLimiter:
+    """Put the process's one :class:`ExportLogLimiter` on ``loggers`` (idempotent)."""
+    global _export_limiter
+    with _install_lock:
+        if _export_limiter is None:
+            _export_limiter = ExportLogLimiter(interval)
+        _export_limiter.interval = interval
+        for name in loggers:
+            target = logging.getLogger(name)
+            if _export_limiter not in target.filters:
+                target.addFilter(_export_limiter)
+        return _export_limiter

@@ -50,16 +50,24 @@ class _EnvGetter(Getter[Mapping[str, str]]):
         return [key.lower() for key in carrier]
 
 
-class _LowerGetter(Getter[Mapping[str, str]]):
-    """Header lookup ignoring case, for any mapping (dicts, CaseInsensitiveDicts)."""
+class CaseInsensitiveGetter(Getter[Mapping[str, str]]):
+    """Header lookup ignoring case, for any mapping (dicts, CaseInsensitiveDicts).
+
+    Propagators ask for their own spelling (``X-Amzn-Trace-Id``, ``traceparent``)
+    while servers hand headers over lowercased (ASGI) or in any case (users):
+    the exact key, then its lowercase form, then a scan.
+    """
 
     def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
         value = carrier.get(key)
         if value is None:
-            for name, candidate in carrier.items():
-                if name.lower() == key:
-                    value = candidate
-                    break
+            lowered = key.lower()
+            value = carrier.get(lowered)
+            if value is None:
+                for name, candidate in carrier.items():
+                    if name.lower() == lowered:
+                        value = candidate
+                        break
         if value is None:
             return None
         return [value] if isinstance(value, str) else list(value)
@@ -72,7 +80,7 @@ _Headers = TypeVar("_Headers", bound=MutableMapping[str, str])
 
 _ENV_SETTER = _EnvSetter()
 _ENV_GETTER = _EnvGetter()
-_LOWER_GETTER = _LowerGetter()
+CASE_INSENSITIVE_GETTER = CaseInsensitiveGetter()
 
 
 @overload
@@ -99,7 +107,7 @@ def extract_headers(headers: Mapping[str, str]) -> Context:
     Header names match case-insensitively. Use it with
     ``opentelemetry.context.attach`` or as the ``context=`` of a new span.
     """
-    return propagate.extract(headers, context=Context(), getter=_LOWER_GETTER)
+    return propagate.extract(headers, context=Context(), getter=CASE_INSENSITIVE_GETTER)
 
 
 def httpx_request_hook(request: Any) -> None:

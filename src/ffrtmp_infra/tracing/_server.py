@@ -50,6 +50,7 @@ from ffrtmp_infra.tracing._compat import (
     parent_based_delegates,
 )
 from ffrtmp_infra.tracing._errors import ConfigurationError
+from ffrtmp_infra.tracing._propagation import CASE_INSENSITIVE_GETTER
 
 __all__ = [
     "DEFAULT_EXCLUDED_URLS",
@@ -360,7 +361,7 @@ class PropagationFields:
         """The remote context in ``carrier`` on top of an empty context (servers start clean)."""
         if not carrier:
             return Context()
-        return textmap.extract(carrier, context=Context())
+        return textmap.extract(carrier, context=Context(), getter=CASE_INSENSITIVE_GETTER)
 
 
 def context_with_span(span: Span, parent: Context | None) -> Context:

@@ -21,6 +21,7 @@ from ffrtmp_infra.tracing._attributes import (
 )
 from ffrtmp_infra.tracing._config import TracingConfig, _env_flag_disabled
 from ffrtmp_infra.tracing._errors import MissingExtraError
+from ffrtmp_infra.tracing._logging import limit_export_logs
 from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
 __all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
@@ -146,6 +147,15 @@ def _exporter(config: TracingConfig) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
 
 
+def _export_loggers(exporter: SpanExporter) -> set[str]:
+    """The OpenTelemetry loggers that report failed exports: one per module of the
+    exporter's classes (the gRPC exporter logs from its base class's module), and
+    the batch processor's."""
+    names = {cls.__module__ for cls in type(exporter).__mro__}
+    names.add(BatchSpanProcessor.__module__)
+    return {name for name in names if name.startswith("opentelemetry.")}
+
+
 def build_tracer_provider(
     config: TracingConfig | None = None,
     *,
@@ -227,9 +237,13 @@ def init_tracer(
                 "enabled=True but OTEL_SDK_DISABLED=true: the SDK makes every tracer a no-op, "
                 "so no spans will be recorded"
             )
+        if span_processor is None and exporter is None:
+            exporter = _exporter(config)
         provider = build_tracer_provider(
             config, exporter=exporter, span_processor=span_processor, shutdown_on_exit=False
         )
+        if exporter is not None:
+            limit_export_logs(_export_loggers(exporter), config.export_log_interval)
         trace.set_tracer_provider(provider)
         _active = TracingHandle(provider, enabled=True, owned=True, config=config)
         atexit.register(_active.shutdown)
