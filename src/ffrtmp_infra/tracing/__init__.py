@@ -19,6 +19,7 @@ from ffrtmp_infra.tracing._errors import (
 )
 from ffrtmp_infra.tracing._ffmpeg import arun_ffmpeg, ffmpeg_run, record_process_exit, run_ffmpeg
 from ffrtmp_infra.tracing._logging import TraceContextLogFilter, install_log_correlation
+from ffrtmp_infra.tracing._metrics import DURATION_BUCKETS
 from ffrtmp_infra.tracing._propagation import (
     async_httpx_request_hook,
     context_from_env,
@@ -45,6 +46,7 @@ from ffrtmp_infra.tracing._wsgi import WSGITracingMiddleware
 
 __all__ = [
     "DEFAULT_EXCLUDED_URLS",
+    "DURATION_BUCKETS",
     "ConfigurationError",
     "DomainSpan",
     "MissingDependencyError",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from time import perf_counter
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ffrtmp_infra.tracing._attributes import (
@@ -29,12 +31,14 @@ from ffrtmp_infra.tracing._attributes import (
     USER_AGENT_ORIGINAL,
 )
 from ffrtmp_infra.tracing._logging import remember_span
+from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
     context_with_span,
+    exception_type,
     global_provider,
     normalize_method,
     parse_host,
@@ -81,6 +85,8 @@ class WSGITracingMiddleware:
         excluded_urls: str | Sequence[str] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         route_getter: RouteGetter | None = None,
+        meter_provider: MeterProvider | None = None,
+        metrics: bool = True,
     ) -> None:
         self.wsgi_app = wsgi_app
         self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
@@ -88,6 +94,7 @@ class WSGITracingMiddleware:
         self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
         self._fields = PropagationFields()
         self._route_getter = route_getter or _environ_route
+        self._meters = MeterChoice(meter_provider, enabled=metrics)
 
     def _current_plan(self) -> Plan:
         provider = self._fixed_provider or global_provider()
@@ -98,11 +105,16 @@ class WSGITracingMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         plan = self._current_plan()
-        if plan.tracer is None:
+        meters = self._meters.current()
+        tracer = plan.tracer
+        if tracer is None and meters is None:
             return self.wsgi_app(environ, start_response)
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if self._exclusions.excluded(path or "/"):
             return self.wsgi_app(environ, start_response)
+        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
+        if tracer is None:
+            return self._exchange(environ, start_response, method, None, None, meters)
 
         textmap = self._fields.current()
         carrier: dict[str, str] = {}
@@ -116,98 +128,162 @@ class WSGITracingMiddleware:
         else:
             parent = None
             span = plan.root_span()
-        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         if span is None:
             start_context = parent if parent is not None else Context()
             name = route_name(method, None)
             if plan.attribute_blind:
-                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER)
+                span = tracer.start_span(name, start_context, SpanKind.SERVER)
                 if span.is_recording():
                     span.set_attributes(_attributes(environ, path, method, original))
             else:
                 attributes = _attributes(environ, path, method, original)
-                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
+                span = tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
             plan.unprime()
-        token = otel_context.attach(context_with_span(span, parent))
+        context = context_with_span(span, parent)
+        token = otel_context.attach(context)
         try:
-            if not span.is_recording():
-                return self.wsgi_app(environ, start_response)
-            return self._traced(environ, start_response, span, method)
+            if span.is_recording():
+                return self._exchange(environ, start_response, method, span, context, meters)
+            if meters is not None:
+                return self._exchange(environ, start_response, method, None, context, meters)
+            return self.wsgi_app(environ, start_response)
         except Exception as exc:
             remember_span(exc, span.get_span_context())
             raise
         finally:
             otel_context.detach(token)
 
-    def _traced(
-        self, environ: Environ, start_response: StartResponse, span: Span, method: str
+    def _exchange(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        method: str,
+        span: Span | None,
+        context: Context | None,
+        meters: ServerMetrics | None,
     ) -> Iterable[bytes]:
-        route_getter = self._route_getter
+        exchange = _Exchange(
+            environ, start_response, method, span, context, meters, self._route_getter
+        )
+        try:
+            exchange.body = self.wsgi_app(environ, exchange.start_response)
+        except Exception as exc:
+            exchange.fail(exc)
+            raise
+        return exchange
 
-        def traced_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            code = status.split(" ", 1)[0]
-            if code.isdigit():
-                status_code = int(code)
+
+class _Exchange:
+    """One request's response, watched for its span (when recording) and its metrics.
+
+    It is also the body iterable handed to the server: the span ends and the
+    request is measured when the body is exhausted or closed. Everything about
+    a response lives here, per request, never on the middleware.
+    """
+
+    body: Iterable[bytes] = ()
+
+    def __init__(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        method: str,
+        span: Span | None,
+        context: Context | None,
+        meters: ServerMetrics | None,
+        route_getter: RouteGetter,
+    ) -> None:
+        self._environ = environ
+        self._route_getter = route_getter
+        self._start_response = start_response
+        self._method = method
+        self._span = span
+        self._context = context
+        self._meters = meters
+        self._ended = False
+        self._status_code: int | None = None
+        self._route: str | None = None
+        self._error: str | None = None
+        self._body_size = 0
+        self._active: tuple[str, str] | None = None
+        self._started = 0.0
+        if meters is not None:
+            self._started = perf_counter()
+            self._active = meters.start(method, environ.get("wsgi.url_scheme") or "http")
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        span = self._span
+        code = status.split(" ", 1)[0]
+        if code.isdigit():
+            status_code = self._status_code = int(code)
+            if span is not None:
                 span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
                 if status_code >= 500:
                     span.set_attribute(ERROR_TYPE, code)
                     span.set_status(Status(StatusCode.ERROR))
-            try:
-                route = route_getter(environ)
-            except Exception:  # a broken getter must not break the response
-                route = None
-            if route:
-                span.set_attribute(HTTP_ROUTE, route)
-                span.update_name(route_name(method, route))
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
         try:
-            body = self.wsgi_app(environ, traced_start_response)
-        except Exception as exc:
-            _record(span, exc)
-            span.end()
-            raise
-        return _SpanClosingBody(body, span)
-
-
-def _record(span: Span, exc: BaseException) -> None:
-    record_error(span, exc)
-    remember_span(exc, span.get_span_context())
-
-
-class _SpanClosingBody:
-    """The app's body iterable, ending the span when exhausted or closed."""
-
-    def __init__(self, body: Iterable[bytes], span: Span) -> None:
-        self._body = body
-        self._span = span
-        self._ended = False
+            route = self._route_getter(self._environ)
+        except Exception:  # a broken getter must not break the response
+            route = None
+        if route:
+            self._route = route
+            if span is not None:
+                span.set_attribute(HTTP_ROUTE, route)
+                span.update_name(route_name(self._method, route))
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self._body
+            for chunk in self.body:
+                self._body_size += len(chunk)
+                yield chunk
         except Exception as exc:
-            _record(self._span, exc)
-            self._end()
+            self.fail(exc)
             raise
         self._end()
 
-    def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._span.end(time.time_ns())
-
     def close(self) -> None:
         try:
-            close = getattr(self._body, "close", None)
+            close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
             self._end()
+
+    def fail(self, exc: BaseException) -> None:
+        """The app raised: record it, end the span, measure the request."""
+        self._error = exception_type(exc)
+        if self._span is not None:
+            record_error(self._span, exc)
+            remember_span(exc, self._span.get_span_context())
+        self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._span is not None:
+            self._span.end(time.time_ns())
+        if self._meters is not None and self._active is not None:
+            status_code = self._status_code
+            if status_code is None and self._error is not None:
+                status_code = 500  # nothing was sent: the server answers the exception with 500
+            protocol = self._environ.get("SERVER_PROTOCOL", "")
+            self._meters.finish(
+                self._active,
+                duration=perf_counter() - self._started,
+                protocol=protocol[5:] if protocol.startswith("HTTP/") else None,
+                status_code=status_code,
+                route=self._route,
+                error=self._error,
+                request_size=content_length(str(self._environ.get("CONTENT_LENGTH") or "")),
+                response_size=self._body_size if self._status_code is not None else None,
+                context=self._context,
+            )
 
 
 def _attributes(environ: Environ, path: str, method: str, original: str | None) -> Attributes:
