@@ -30,7 +30,12 @@ from ffrtmp_infra.tracing._propagation import (
 )
 from ffrtmp_infra.tracing._redact import redact_argv, redact_text, redact_url
 from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS, SamplingIdGenerator
-from ffrtmp_infra.tracing._setup import TracingHandle, build_tracer_provider, init_tracer
+from ffrtmp_infra.tracing._setup import (
+    TracingHandle,
+    build_meter_provider,
+    build_tracer_provider,
+    init_tracer,
+)
 from ffrtmp_infra.tracing._spans import (
     DomainSpan,
     db_operation,
@@ -59,6 +64,7 @@ __all__ = [
     "WSGITracingMiddleware",
     "arun_ffmpeg",
     "async_httpx_request_hook",
+    "build_meter_provider",
     "build_tracer_provider",
     "context_from_env",
     "db_operation",
