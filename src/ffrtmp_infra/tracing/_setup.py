@@ -6,17 +6,9 @@ import atexit
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -35,6 +27,10 @@ from ffrtmp_infra.tracing._logging import limit_export_logs
 from ffrtmp_infra.tracing._metrics import DURATION_BUCKETS, DURATION_METRIC
 from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
+if TYPE_CHECKING:  # the SDK's metrics package is imported only when metrics are set up
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+
 __all__ = [
     "TracingHandle",
     "active_config",
@@ -44,6 +40,16 @@ __all__ = [
 ]
 
 _log = logging.getLogger("ffrtmp_infra.tracing")
+
+
+class _SdkProvider(Protocol):
+    """What the handle needs of the SDK's tracer and meter providers."""
+
+    def force_flush(self, timeout_millis: int = ...) -> bool: ...
+
+    def shutdown(self) -> Any: ...
+
+
 _lock = threading.Lock()
 _active: TracingHandle | None = None
 
@@ -81,12 +87,13 @@ class TracingHandle:
         self._closed = False
         self._close_lock = threading.Lock()
 
-    def _owned_providers(self) -> list[TracerProvider | MeterProvider]:
-        owned: list[TracerProvider | MeterProvider] = []
+    def _owned_providers(self) -> list[tuple[str, _SdkProvider]]:
+        """(what it exports, provider) for each SDK provider this handle must stop."""
+        owned: list[tuple[str, _SdkProvider]] = []
         if self.owned and isinstance(self.provider, TracerProvider):
-            owned.append(self.provider)
-        if self.meter_provider_owned and isinstance(self.meter_provider, MeterProvider):
-            owned.append(self.meter_provider)
+            owned.append(("spans", self.provider))
+        if self.meter_provider_owned and self.meter_provider is not None:
+            owned.append(("metrics", self.meter_provider))  # type: ignore[arg-type]
         return owned
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -95,7 +102,7 @@ class TracingHandle:
         collector, not this."""
         if self._closed:
             return True
-        flushed = [p.force_flush(timeout_millis) for p in self._owned_providers()]  # each one
+        flushed = [p.force_flush(timeout_millis) for _, p in self._owned_providers()]  # each
         return all(flushed)
 
     def shutdown(self, timeout: float | None = 3.0) -> None:
@@ -118,31 +125,26 @@ class TracingHandle:
         atexit.unregister(self.shutdown)
         providers = self._owned_providers()
         if timeout is None:
-            for provider in providers:
+            for _, provider in providers:
                 provider.shutdown()
             return
         deadline = time.monotonic() + timeout
         stoppers = [
             threading.Thread(target=p.shutdown, name="ffrtmp-tracing-shutdown", daemon=True)
-            for p in providers
+            for _, p in providers
         ]
         for stopper in stoppers:
             stopper.start()
         for stopper in stoppers:
             stopper.join(max(0.0, deadline - time.monotonic()))
-        late = [p for p, stopper in zip(providers, stoppers, strict=True) if stopper.is_alive()]
+        late = [what for (what, _), t in zip(providers, stoppers, strict=True) if t.is_alive()]
         if not late:
             return
-        spans_late = any(isinstance(p, TracerProvider) for p in late)
-        metrics_late = any(isinstance(p, MeterProvider) for p in late)
-        what = " and ".join(
-            name for name, is_late in (("spans", spans_late), ("metrics", metrics_late)) if is_late
-        )
-        where = self.config.traces_endpoint if spans_late else self.config.metrics_endpoint
+        where = self.config.traces_endpoint if "spans" in late else self.config.metrics_endpoint
         _log.warning(
             "tracing shutdown: %s were not exported within %ss (is the collector at %s "
             "reachable?); giving up and dropping them",
-            what,
+            " and ".join(late),
             timeout,
             where or "the default endpoint",
         )
@@ -201,6 +203,8 @@ def _exporter(config: TracingConfig) -> SpanExporter:
 
 
 def _metric_exporter(config: TracingConfig) -> MetricExporter:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
     if config.metrics_exporter == "console":
         return ConsoleMetricExporter()
     endpoint = config.metrics_endpoint
@@ -220,13 +224,12 @@ def _metric_exporter(config: TracingConfig) -> MetricExporter:
     return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
 
 
-def _export_loggers(exporter: SpanExporter | MetricExporter) -> set[str]:
+def _export_loggers(exporter: SpanExporter | MetricExporter, runner: type) -> set[str]:
     """The OpenTelemetry loggers that report failed exports: one per module of the
     exporter's classes (the gRPC exporter logs from its base class's module), and
-    the batch processor's or the periodic reader's."""
+    the module of what runs it (the batch processor, the periodic reader)."""
     names = {cls.__module__ for cls in type(exporter).__mro__}
-    names.add(BatchSpanProcessor.__module__)
-    names.add(PeriodicExportingMetricReader.__module__)
+    names.add(runner.__module__)
     return {name for name in names if name.startswith("opentelemetry.")}
 
 
@@ -244,6 +247,9 @@ def build_meter_provider(
     it (tests use an ``InMemoryMetricReader``). Ignores ``config.enabled`` and
     ``config.metrics``. The middleware takes it as ``meter_provider=``.
     """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
     config = config if config is not None else TracingConfig(metrics=True)
     if metric_reader is None:
         metric_reader = _periodic_reader(config, _metric_exporter(config))
@@ -279,8 +285,11 @@ def _meter_provider(
         )
         return installed, False
     if metric_reader is None:
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
         exporter = _metric_exporter(config)
-        limit_export_logs(_export_loggers(exporter), config.export_log_interval)
+        loggers = _export_loggers(exporter, PeriodicExportingMetricReader)
+        limit_export_logs(loggers, config.export_log_interval)
         metric_reader = _periodic_reader(config, exporter)
     provider = build_meter_provider(config, metric_reader=metric_reader, shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
@@ -288,6 +297,8 @@ def _meter_provider(
 
 
 def _periodic_reader(config: TracingConfig, exporter: MetricExporter) -> MetricReader:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
     return PeriodicExportingMetricReader(
         exporter, export_interval_millis=(config.metric_export_interval or 60.0) * 1000
     )
@@ -401,7 +412,9 @@ def init_tracer(
             config, exporter=exporter, span_processor=span_processor, shutdown_on_exit=False
         )
         if exporter is not None:
-            limit_export_logs(_export_loggers(exporter), config.export_log_interval)
+            limit_export_logs(
+                _export_loggers(exporter, BatchSpanProcessor), config.export_log_interval
+            )
         trace.set_tracer_provider(provider)
         _active = TracingHandle(
             provider,
