@@ -12,6 +12,7 @@ from ffrtmp_infra.ratelimit._headers import HeaderMode, Rejection
 from ffrtmp_infra.ratelimit._keys import KeyFunction, RequestInfo
 from ffrtmp_infra.ratelimit._limiter import Limiter
 from ffrtmp_infra.ratelimit._rules import Rule
+from ffrtmp_infra.ratelimit._views import CHARGED, mark_charged
 from ffrtmp_infra.ratelimit._window import WindowLimiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -87,6 +88,7 @@ class RateLimitMiddleware:
         self._legacy = headers == "legacy"
         self._headers_off = headers is None
         self._state_cache = self._writer._state_cache
+        self._marks: tuple[Any, ...] = ((limiter, None),)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,6 +112,9 @@ class RateLimitMiddleware:
                     return
             code = bucket._admit(key, self._legacy)
             if code >= 0:
+                # Per-route limits of the same limiter (RateLimit, limit) skip this request.
+                charged = scope.get(CHARGED)
+                scope[CHARGED] = self._marks if charged is None else charged + self._marks
                 if self._headers_off:
                     await self.app(scope, receive, send)
                     return
@@ -140,6 +145,8 @@ class RateLimitMiddleware:
             decision = limiter.hit(key)
             if _metrics._instruments is not None:
                 self.engine.record(decision.allowed, [(limiter, key, 1, decision)])
+            if decision.allowed:
+                mark_charged(scope, self._marks)
             if decision.allowed or self._dry_run:
                 extra = self._writer.single(limiter, decision)
                 await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
@@ -171,6 +178,8 @@ class RateLimitMiddleware:
         if not allowed and not self._dry_run:
             await self._reject(self._writer.rejection(pairs), send)
             return
+        if allowed:
+            mark_charged(scope, tuple((lim, None) for lim, _ in pairs))
         extra = self._writer.encoded(self._writer.pairs(_shown(outcomes)))
         await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
 

@@ -10,6 +10,7 @@ from ffrtmp_infra.ratelimit._headers import HeaderMode
 from ffrtmp_infra.ratelimit._keys import KeyFunction, RequestInfo
 from ffrtmp_infra.ratelimit._limiter import Limiter
 from ffrtmp_infra.ratelimit._rules import Rule
+from ffrtmp_infra.ratelimit._views import mark_charged
 from ffrtmp_infra.ratelimit._window import WindowLimiter
 
 __all__ = ["WSGIRateLimitMiddleware"]
@@ -61,6 +62,8 @@ class WSGIRateLimitMiddleware:
             rejection = engine.writer.rejection(pairs)
             start_response(_REASONS[rejection.status], rejection.headers)
             return [rejection.body]
+        if allowed:
+            mark_charged(environ, tuple((lim, None) for lim, _ in pairs))
         extra = engine.writer.single(*pairs[0]) if len(pairs) == 1 else engine.writer.pairs(pairs)
         if not extra:
             return self.app(environ, start_response)
