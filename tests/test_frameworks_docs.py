@@ -46,3 +46,33 @@ def test_the_fastapi_section_limits_uploads_per_api_key() -> None:
         assert statuses == [200] * 5 + [429]
         assert client.post("/api/uploads", headers={"x-api-key": "k2"}).status_code == 200
         assert client.get("/api/items/3").json() == {"item": 3}
+
+
+def test_the_flask_section_limits_uploads_per_api_key() -> None:
+    app = run_section("Flask")["app"]
+    client = app.test_client()
+    key = {"X-API-Key": "k1"}
+    statuses = [client.post("/uploads", headers=key).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert client.get("/items/3").headers["RateLimit-Policy"] == '"site";q=20;w=1'
+
+
+def test_the_django_section_configures_the_middleware_and_a_view() -> None:
+    from tests.support.django_site import configure
+
+    configure()
+    from django.test import RequestFactory, override_settings
+
+    from ffrtmp_infra.ratelimit.django import RateLimitMiddleware
+
+    namespace = run_section("Django")
+    with override_settings(
+        MIDDLEWARE=namespace["MIDDLEWARE"], FFRTMP_RATELIMIT=namespace["FFRTMP_RATELIMIT"]
+    ):
+        middleware = RateLimitMiddleware(namespace["upload"])
+    factory = RequestFactory()
+    statuses = [
+        middleware(factory.post("/uploads", HTTP_X_API_KEY="k1")).status_code for _ in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+    assert middleware(RequestFactory().get("/health")).status_code == 200
