@@ -76,3 +76,23 @@ def test_the_django_section_configures_the_middleware_and_a_view() -> None:
     ]
     assert statuses == [200] * 5 + [429]
     assert middleware(RequestFactory().get("/health")).status_code == 200
+
+
+def test_the_middleware_order_section_lets_a_browser_read_the_429() -> None:
+    from fastapi.testclient import TestClient
+
+    app = run_section("Middleware order")["app"]
+
+    @app.get("/items")
+    async def items() -> list[int]:
+        return []
+
+    origin = {"Origin": "https://app.example"}
+    with TestClient(app) as client:
+        for _ in range(2000):  # 100/s with bursts of 20: a 429 comes within a few dozen
+            rejected = client.get("/items", headers=origin)
+            if rejected.status_code != 200:
+                break
+    assert rejected.status_code == 429
+    assert rejected.headers["access-control-allow-origin"] == "https://app.example"
+    assert "Retry-After" in rejected.headers["access-control-expose-headers"]

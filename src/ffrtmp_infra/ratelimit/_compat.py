@@ -10,6 +10,9 @@ redis-py for the token bucket's script. A few things it wants are not public
 * async Redis storage on redis-py (``implementation="redispy"``, 4.2+);
 * the ``key_prefix`` option of the Redis storages (5.1+);
 * the registry of storage schemes (``limits.storage.SCHEMES``, undocumented);
+* FastAPI's lazily included routers (``_IncludedRouter``, 0.16x: ``original_router``
+  and ``include_context.prefix``), whose routes the middleware reads to warn about
+  rules matching no route and to name a rejected request's route;
 * Starlette's per-request exception handlers (``scope["starlette.exception_handlers"]``,
   undocumented, 0.31+), where the FastAPI dependency installs the handler that
   answers its rejections exactly as the middleware does.
@@ -33,6 +36,7 @@ __all__ = [
     "add_exception_handler",
     "async_redis_client",
     "async_window_storage",
+    "fastapi_included_router",
     "known_limits_schemes",
     "sync_redis_client",
     "window_storage",
@@ -275,3 +279,21 @@ def add_exception_handler(scope: Any, exc_class: type[BaseException], handler: A
         'no scope["starlette.exception_handlers"]',
     )
     return False
+
+
+# -- FastAPI's included routers ------------------------------------------------------------
+
+
+def fastapi_included_router(route: Any) -> tuple[str, list[Any]] | None:
+    """(prefix, routes) of a router FastAPI included lazily; None for any other route.
+
+    FastAPI releases that copy an included router's routes into the app (all before
+    0.16x) need nothing here; newer ones keep one ``_IncludedRouter`` entry instead.
+    Without the attributes the routes are simply not seen (no warning, no route name).
+    """
+    router = getattr(route, "original_router", None)
+    prefix = getattr(getattr(route, "include_context", None), "prefix", None)
+    routes = getattr(router, "routes", None)
+    if isinstance(prefix, str) and isinstance(routes, list):
+        return prefix, routes
+    return None

@@ -25,7 +25,7 @@ class WSGIRateLimitMiddleware:
     """Rate-limit a WSGI app: ``app.wsgi_app = WSGIRateLimitMiddleware(app.wsgi_app, ...)``.
 
     Takes the same options as :class:`RateLimitMiddleware` (key functions must be
-    synchronous); the storage calls are synchronous, as WSGI is.
+    synchronous; no ``websockets``); the storage calls are synchronous, as WSGI is.
     """
 
     def __init__(
@@ -37,8 +37,10 @@ class WSGIRateLimitMiddleware:
         key: KeyFunction | None = None,
         headers: HeaderMode = "draft10",
         dry_run: bool = False,
+        preflights: bool = False,
     ) -> None:
         self.app = app
+        self._skip_preflights = not preflights
         self.engine = Engine(
             limiter, rules, key, headers, dry_run, encode=False, allow_async_keys=False
         )
@@ -49,6 +51,8 @@ class WSGIRateLimitMiddleware:
         Django's :class:`ffrtmp_infra.ratelimit.django.RateLimitMiddleware` calls it
         with ``request.META``.
         """
+        if self._skip_preflights and _is_preflight(environ):
+            return None, []
         engine = self.engine
         ip_key = engine.client_ip_key
         if engine.simple and ip_key is not None:
@@ -65,6 +69,8 @@ class WSGIRateLimitMiddleware:
         self, environ: dict[str, Any]
     ) -> tuple[Rejection | None, list[tuple[str, str]]]:
         """:meth:`check` with async storage calls (for Django under ASGI)."""
+        if self._skip_preflights and _is_preflight(environ):
+            return None, []
         engine = self.engine
         info = RequestInfo.from_environ(environ)
         checks = engine.plan(info)
@@ -100,3 +106,11 @@ class WSGIRateLimitMiddleware:
             return start_response(status, [*headers, *extra], exc_info)
 
         return self.app(environ, start_with_headers)
+
+
+def _is_preflight(environ: dict[str, Any]) -> bool:
+    return (
+        environ.get("REQUEST_METHOD") == "OPTIONS"
+        and "HTTP_ORIGIN" in environ
+        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+    )

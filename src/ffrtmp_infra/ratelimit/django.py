@@ -41,7 +41,7 @@ __all__ = ["SETTING", "RateLimitMiddleware", "limit"]
 
 #: The Django setting holding the middleware's options.
 SETTING = "FFRTMP_RATELIMIT"
-_OPTIONS = ("limiter", "rules", "key", "headers", "dry_run")
+_OPTIONS = ("limiter", "rules", "key", "headers", "dry_run", "preflights")
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -63,7 +63,8 @@ class RateLimitMiddleware:
     """Django middleware limiting every request, configured by ``settings.FFRTMP_RATELIMIT``.
 
     The setting is a dict of :class:`~ffrtmp_infra.ratelimit.RateLimitMiddleware`'s
-    options: ``limiter``, ``rules``, ``key`` (synchronous), ``headers``, ``dry_run``.
+    options: ``limiter``, ``rules``, ``key`` (synchronous), ``headers``, ``dry_run``,
+    ``preflights``.
     A rejected request gets the middleware's ``429`` (problem+json, ``Retry-After``);
     allowed responses carry the quota headers. Works sync (WSGI) and async (ASGI; a
     Redis limiter then uses the asyncio client).
