@@ -68,3 +68,17 @@ def test_ratelimit_redis_table_runs_against_a_real_server() -> None:
         server_ping, server_decision = (float(v) for v in row[6].split(" / "))
         # The script does more work on the server than a PING does.
         assert 0 < server_ping < server_decision, row
+
+
+def test_tracing_icount_scenarios_run_and_compare_at_the_same_sampling() -> None:
+    """Every --icount scenario of the tracing suite serves requests (no valgrind needed)."""
+    from benchmarks import suite_tracing
+
+    spec = suite_tracing.icount(quick=True)
+    assert spec.baseline == "bare Starlette"
+    assert spec.references["contrib ASGI (exclude_spans) @ 0%"] == "ffrtmp TracingMiddleware @ 0%"
+    assert spec.references["contrib ASGI (exclude_spans) @ 100%"] == (
+        "ffrtmp TracingMiddleware @ 100%"
+    )
+    for name, make in spec.scenarios.items():
+        assert make()(3) is None, name
