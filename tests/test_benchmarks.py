@@ -68,3 +68,22 @@ def test_ratelimit_redis_table_runs_against_a_real_server() -> None:
         server_ping, server_decision = (float(v) for v in row[6].split(" / "))
         # The script does more work on the server than a PING does.
         assert 0 < server_ping < server_decision, row
+
+
+def test_scale_scenario_runs_with_node_tokens() -> None:
+    """The scale suite drives a real master: every heartbeat and re-registration is accepted.
+
+    Nodes must present their node token since the master fences node identities; the suite
+    once sent none and every heartbeat was refused (403).
+    """
+    from benchmarks import suite_scale
+
+    result = suite_scale._scenario(nodes=10, jobs=40, probe_seconds=0.3)
+    assert result["placed"] == 40
+    assert len(result["heartbeats"]["latencies"]) >= 10  # every node beat at least once
+    assert set(result["loaded"]) == {
+        "POST /jobs",
+        "GET /jobs/{id}",
+        "GET /jobs?limit=50",
+        "GET /health",
+    }
