@@ -87,3 +87,17 @@ def test_scale_scenario_runs_with_node_tokens() -> None:
         "GET /jobs?limit=50",
         "GET /health",
     }
+
+
+def test_tracing_icount_scenarios_run_and_compare_at_the_same_sampling() -> None:
+    """Every --icount scenario of the tracing suite serves requests (no valgrind needed)."""
+    from benchmarks import suite_tracing
+
+    spec = suite_tracing.icount(quick=True)
+    assert spec.baseline == "bare Starlette"
+    assert spec.references["contrib ASGI (exclude_spans) @ 0%"] == "ffrtmp TracingMiddleware @ 0%"
+    assert spec.references["contrib ASGI (exclude_spans) @ 100%"] == (
+        "ffrtmp TracingMiddleware @ 100%"
+    )
+    for name, make in spec.scenarios.items():
+        assert make()(3) is None, name
