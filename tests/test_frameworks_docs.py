@@ -176,3 +176,32 @@ def test_the_middleware_order_section_lets_a_browser_read_the_429() -> None:
     assert rejected.status_code == 429
     assert rejected.headers["access-control-allow-origin"] == "https://app.example"
     assert "Retry-After" in rejected.headers["access-control-expose-headers"]
+
+
+def test_the_any_app_section_wraps_plain_asgi_and_wsgi_apps() -> None:
+    import asyncio
+
+    namespace = run_section("Any ASGI or WSGI app")
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/jobs/7",
+        "headers": [],
+        "client": ("1.2.3.4", 1),
+    }
+    for _ in range(6):
+        asyncio.run(namespace["asgi_app"](scope, receive, send))
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert statuses == [200] * 5 + [429]
+    # The rules (and so the "jobs" limiter) are shared: another client for WSGI.
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/jobs/7", "REMOTE_ADDR": "5.6.7.8"}
+    answers = [namespace["wsgi_app"].check(dict(environ))[0] for _ in range(6)]
+    assert [a.status if a else 200 for a in answers] == [200] * 5 + [429]
