@@ -37,6 +37,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
     SpanContext,
+    SpanKind,
     TraceFlags,
     TraceState,
 )
@@ -369,6 +370,22 @@ def context_with_span(span: Span, parent: Context | None) -> Context:
     if parent is None:
         return fresh_context_with_span(span)
     return trace.set_span_in_context(span, parent)
+
+
+def serves_this_request(span: Span) -> bool:
+    """Whether ``span``, current when a request reaches the middleware, is that request's.
+
+    True for a local SERVER span (FastAPI's own telemetry, a contrib
+    instrumentation or a serverless adapter around the app) and for a local
+    span that is not recording (such a layer's request that was not sampled).
+    The middleware's span then becomes its child instead of a second root.
+    Other ambient spans (a test's, an in-process caller's) are not the
+    request's: the server span starts clean, as a server would.
+    """
+    context = span.get_span_context()
+    if not context.is_valid or context.is_remote:
+        return False
+    return not span.is_recording() or getattr(span, "kind", None) is SpanKind.SERVER
 
 
 def parse_host(host: str) -> tuple[str, int | None]:
