@@ -93,13 +93,13 @@ def test_the_wsgi_middleware_lets_preflights_through_uncharged() -> None:
 def test_a_rejected_request_carries_its_route_in_the_scope() -> None:
     seen: dict[str, Any] = {}
 
-    def outer(inner: Any) -> Any:
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            await inner(scope, receive, send)
+    def outer(app: Any) -> Any:  # Starlette < 0.38 passes app= by keyword
+        async def watching(scope: Any, receive: Any, send: Any) -> None:
+            await app(scope, receive, send)
             if scope["type"] == "http":
                 seen["route"] = getattr(scope.get("route"), "path_format", None)
 
-        return app
+        return watching
 
     app = Starlette(routes=[Route("/items/{item_id:int}", item)])
     app.add_middleware(RateLimitMiddleware, limiter=Limiter(1, 1, clock=FakeClock()))

@@ -17,8 +17,8 @@ async def upload() -> dict[str, str]:
 Needs FastAPI (``pip install 'ffrtmp-infra[fastapi]'``).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI before 0.115.x cannot resolve a
+# callable instance's string annotations, and would take ``request`` for a query parameter.
 from collections.abc import Callable
 
 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import Token
 from time import perf_counter
 from types import TracebackType
 from typing import Any
@@ -44,10 +45,11 @@ from ffrtmp_infra.tracing._server import (
     parse_host,
     redact_query,
     route_name,
+    serves_this_request,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
-__all__ = ["WSGITracingMiddleware"]
+__all__ = ["ENVIRON_KEY", "RequestSpan", "ServerSpans", "WSGITracingMiddleware"]
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -57,11 +59,133 @@ RouteGetter = Callable[[Environ], "str | None"]
 
 _ENV_VARS = ("OTEL_PYTHON_WSGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 ROUTE_KEY = "ffrtmp.route"
+#: The request's :class:`RequestSpan` in the environ while the app runs (for framework hooks).
+ENVIRON_KEY = "ffrtmp.tracing"
 
 
 def _environ_route(environ: Environ) -> str | None:
     route = environ.get(ROUTE_KEY)
     return route if isinstance(route, str) and route else None
+
+
+class RequestSpan:
+    """The span of one request, driven by the WSGI middleware or a framework adapter."""
+
+    __slots__ = ("_ended", "error", "method", "span")
+
+    def __init__(self, span: Span, method: str) -> None:
+        self.span = span
+        self.method = method
+        self.error: BaseException | None = None
+        self._ended = False
+
+    def respond(self, status_code: int | None, route: str | None) -> None:
+        """Record the response status (5xx is an error) and name the span after ``route``."""
+        span = self.span
+        if status_code is not None:
+            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
+            if status_code >= 500 and self.error is None:
+                span.set_attribute(ERROR_TYPE, str(status_code))
+                span.set_status(Status(StatusCode.ERROR))
+        if route:
+            span.set_attribute(HTTP_ROUTE, route)
+            span.update_name(route_name(self.method, route))
+
+    def fail(self, exc: BaseException) -> None:
+        """Record ``exc`` once (event, ``error.type`` = its class, ERROR status)."""
+        if self.error is exc:
+            return
+        self.error = exc
+        record_error(self.span, exc)
+        remember_span(exc, self.span.get_span_context())
+
+    def end(self) -> None:
+        """End the span now; later calls do nothing (a framework hook may end it first)."""
+        if not self._ended:
+            self._ended = True
+            self.span.end(time.time_ns())
+
+
+class ServerSpans:
+    """Opens the span of a request described by a WSGI environ (or Django's ``request.META``).
+
+    The span is the request's SERVER span, continuing an incoming
+    ``traceparent``; when another layer already opened a SERVER span for the
+    request (a contrib instrumentation around the app), it is that span's
+    INTERNAL child, so the request stays one trace.
+    """
+
+    def __init__(
+        self,
+        *,
+        excluded_urls: str | Sequence[str] | None,
+        tracer_provider: trace.TracerProvider | None,
+        env_vars: Sequence[str] = _ENV_VARS,
+    ) -> None:
+        self._exclusions = Exclusions.resolve(excluded_urls, env_vars)
+        self._fixed_provider = tracer_provider
+        self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
+        self._fields = PropagationFields()
+
+    def _current_plan(self) -> Plan:
+        provider = self._fixed_provider or global_provider()
+        plan = self._plan
+        if plan.provider is not provider:
+            plan = self._plan = Plan.build(provider)
+        return plan
+
+    def excluded(self, environ: Environ) -> bool:
+        """Whether the request's path is one of the excluded URLs."""
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        return self._exclusions.excluded(path or "/")
+
+    def start(
+        self, environ: Environ, *, scheme: str | None = None
+    ) -> tuple[RequestSpan, Token[Context]] | None:
+        """(the request's span, the context token to detach), or None when not traced.
+
+        The span's context is attached (current) until the caller detaches the
+        token. ``scheme`` overrides ``wsgi.url_scheme`` (Django knows it better).
+        """
+        plan = self._current_plan()
+        if plan.tracer is None:
+            return None
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if self._exclusions.excluded(path or "/"):
+            return None
+        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
+        kind = SpanKind.SERVER
+        ambient = otel_context.get_current()
+        if serves_this_request(trace.get_current_span(ambient)):
+            parent: Context | None = ambient
+            span = None
+            kind = SpanKind.INTERNAL
+        else:
+            textmap = self._fields.current()
+            carrier: dict[str, str] = {}
+            for field, key in self._fields.environ_keys:
+                value = environ.get(key)
+                if value:
+                    carrier[field] = value
+            if carrier:
+                parent = self._fields.extract(textmap, carrier)
+                span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+            else:
+                parent = None
+                span = plan.root_span()
+        if span is None:
+            start_context = parent if parent is not None else Context()
+            name = route_name(method, None)
+            if plan.attribute_blind:
+                span = plan.tracer.start_span(name, start_context, kind)
+                if span.is_recording():
+                    span.set_attributes(_attributes(environ, path, method, original, scheme))
+            else:
+                attributes = _attributes(environ, path, method, original, scheme)
+                span = plan.tracer.start_span(name, start_context, kind, attributes)
+            plan.unprime()
+        token = otel_context.attach(context_with_span(span, parent))
+        return RequestSpan(span, method), token
 
 
 class WSGITracingMiddleware:
@@ -76,6 +200,10 @@ class WSGITracingMiddleware:
     closes the response iterable (or it is exhausted), timed to that moment;
     the request's context is current while the app is called, not while the
     server iterates the body.
+
+    HTTP server metrics as for :class:`TracingMiddleware` (``meter_provider``,
+    ``metrics=False``), for every request, the duration running until the
+    server closes the body.
     """
 
     def __init__(
@@ -85,70 +213,33 @@ class WSGITracingMiddleware:
         excluded_urls: str | Sequence[str] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         route_getter: RouteGetter | None = None,
+        env_vars: Sequence[str] = _ENV_VARS,
         meter_provider: MeterProvider | None = None,
         metrics: bool = True,
     ) -> None:
         self.wsgi_app = wsgi_app
-        self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
-        self._fixed_provider = tracer_provider
-        self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
-        self._fields = PropagationFields()
+        self._spans = ServerSpans(
+            excluded_urls=excluded_urls, tracer_provider=tracer_provider, env_vars=env_vars
+        )
         self._route_getter = route_getter or _environ_route
         self._meters = MeterChoice(meter_provider, enabled=metrics)
 
-    def _current_plan(self) -> Plan:
-        provider = self._fixed_provider or global_provider()
-        plan = self._plan
-        if plan.provider is not provider:
-            plan = self._plan = Plan.build(provider)
-        return plan
-
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        plan = self._current_plan()
         meters = self._meters.current()
-        tracer = plan.tracer
-        if tracer is None and meters is None:
-            return self.wsgi_app(environ, start_response)
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if self._exclusions.excluded(path or "/"):
-            return self.wsgi_app(environ, start_response)
-        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
-        if tracer is None:
-            return self._exchange(environ, start_response, method, None, None, meters)
-
-        textmap = self._fields.current()
-        carrier: dict[str, str] = {}
-        for field, key in self._fields.environ_keys:
-            value = environ.get(key)
-            if value:
-                carrier[field] = value
-        if carrier:
-            parent = self._fields.extract(textmap, carrier)
-            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
-        else:
-            parent = None
-            span = plan.root_span()
-        if span is None:
-            start_context = parent if parent is not None else Context()
-            name = route_name(method, None)
-            if plan.attribute_blind:
-                span = tracer.start_span(name, start_context, SpanKind.SERVER)
-                if span.is_recording():
-                    span.set_attributes(_attributes(environ, path, method, original))
-            else:
-                attributes = _attributes(environ, path, method, original)
-                span = tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
-            plan.unprime()
-        context = context_with_span(span, parent)
-        token = otel_context.attach(context)
+        started = self._spans.start(environ)
+        if started is None:  # not traced: no tracer, or an excluded URL
+            if meters is None or self._spans.excluded(environ):
+                return self.wsgi_app(environ, start_response)
+            return self._exchange(environ, start_response, None, meters)
+        request, token = started
         try:
-            if span.is_recording():
-                return self._exchange(environ, start_response, method, span, context, meters)
+            if request.span.is_recording():
+                return self._exchange(environ, start_response, request, meters)
             if meters is not None:
-                return self._exchange(environ, start_response, method, None, context, meters)
+                return self._exchange(environ, start_response, None, meters)
             return self.wsgi_app(environ, start_response)
         except Exception as exc:
-            remember_span(exc, span.get_span_context())
+            remember_span(exc, request.span.get_span_context())
             raise
         finally:
             otel_context.detach(token)
@@ -157,14 +248,12 @@ class WSGITracingMiddleware:
         self,
         environ: Environ,
         start_response: StartResponse,
-        method: str,
-        span: Span | None,
-        context: Context | None,
+        request: RequestSpan | None,
         meters: ServerMetrics | None,
     ) -> Iterable[bytes]:
-        exchange = _Exchange(
-            environ, start_response, method, span, context, meters, self._route_getter
-        )
+        exchange = _Exchange(environ, start_response, request, meters, self._route_getter)
+        if request is not None:
+            environ[ENVIRON_KEY] = request
         try:
             exchange.body = self.wsgi_app(environ, exchange.start_response)
         except Exception as exc:
@@ -187,19 +276,15 @@ class _Exchange:
         self,
         environ: Environ,
         start_response: StartResponse,
-        method: str,
-        span: Span | None,
-        context: Context | None,
+        request: RequestSpan | None,
         meters: ServerMetrics | None,
         route_getter: RouteGetter,
     ) -> None:
         self._environ = environ
-        self._route_getter = route_getter
         self._start_response = start_response
-        self._method = method
-        self._span = span
-        self._context = context
+        self._request = request
         self._meters = meters
+        self._route_getter = route_getter
         self._ended = False
         self._status_code: int | None = None
         self._route: str | None = None
@@ -207,31 +292,26 @@ class _Exchange:
         self._body_size = 0
         self._active: tuple[str, str] | None = None
         self._started = 0.0
+        # Exemplars: the sampled span's context, passed along when measuring after the
+        # server has iterated the body (when the request's context is no longer current).
+        self._context = otel_context.get_current() if request is not None else None
         if meters is not None:
             self._started = perf_counter()
+            method = normalize_method(environ.get("REQUEST_METHOD", "GET"))[0]
             self._active = meters.start(method, environ.get("wsgi.url_scheme") or "http")
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        span = self._span
         code = status.split(" ", 1)[0]
-        if code.isdigit():
-            status_code = self._status_code = int(code)
-            if span is not None:
-                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
-                if status_code >= 500:
-                    span.set_attribute(ERROR_TYPE, code)
-                    span.set_status(Status(StatusCode.ERROR))
+        status_code = self._status_code = int(code) if code.isdigit() else None
         try:
             route = self._route_getter(self._environ)
         except Exception:  # a broken getter must not break the response
             route = None
-        if route:
-            self._route = route
-            if span is not None:
-                span.set_attribute(HTTP_ROUTE, route)
-                span.update_name(route_name(self._method, route))
+        self._route = route or None
+        if self._request is not None:
+            self._request.respond(status_code, route)
         if exc_info is None:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
@@ -257,17 +337,20 @@ class _Exchange:
     def fail(self, exc: BaseException) -> None:
         """The app raised: record it, end the span, measure the request."""
         self._error = exception_type(exc)
-        if self._span is not None:
-            record_error(self._span, exc)
-            remember_span(exc, self._span.get_span_context())
+        if self._request is not None:
+            self._request.fail(exc)
         self._end()
 
     def _end(self) -> None:
         if self._ended:
             return
         self._ended = True
-        if self._span is not None:
-            self._span.end(time.time_ns())
+        request = self._request
+        if request is not None:
+            request.end()
+            if request.error is not None and self._error is None:
+                # a framework hook saw an exception its error page then answered
+                self._error = exception_type(request.error)
         if self._meters is not None and self._active is not None:
             status_code = self._status_code
             if status_code is None and self._error is not None:
@@ -286,10 +369,12 @@ class _Exchange:
             )
 
 
-def _attributes(environ: Environ, path: str, method: str, original: str | None) -> Attributes:
+def _attributes(
+    environ: Environ, path: str, method: str, original: str | None, scheme: str | None
+) -> Attributes:
     attributes: Attributes = {
         HTTP_REQUEST_METHOD: method,
-        URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
+        URL_SCHEME: scheme or environ.get("wsgi.url_scheme", "http"),
         URL_PATH: path or "/",
     }
     if original is not None:
