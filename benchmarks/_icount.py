@@ -36,7 +36,8 @@ class Icount:
     """What a suite measures in instructions.
 
     ``baseline`` (optional) is the scenario the others add to (bare Starlette), and
-    ``reference`` the one every ratio is taken against (ffrtmp's own).
+    ``reference`` the one every ratio is taken against (ffrtmp's own), unless
+    ``references`` names another for a scenario (e.g. ffrtmp at the same sampling).
     """
 
     title: str
@@ -44,6 +45,7 @@ class Icount:
     scenarios: dict[str, Callable[[], Loop]]
     reference: str
     baseline: str | None = None
+    references: dict[str, str] = field(default_factory=dict)
     n: tuple[int, int] = (200, 1200)
     notes: list[str] = field(default_factory=list)
 
@@ -121,7 +123,6 @@ def table(suite: str, spec: Icount, quick: bool) -> Table:
     cpu = cpu_medians(spec.scenarios, number=spec.n[1], repeat=3 if quick else 7)
     base = counts[spec.baseline] if spec.baseline else 0.0
     base_cpu = cpu[spec.baseline] if spec.baseline else 0.0
-    ref = counts[spec.reference] - base
     if spec.baseline:
         columns = [
             "scenario",
@@ -140,6 +141,7 @@ def table(suite: str, spec: Icount, quick: bool) -> Table:
         ]
     out = Table(spec.title, columns)
     for name, count in counts.items():
+        ref = counts[spec.references.get(name, spec.reference)] - base
         if spec.baseline and name == spec.baseline:
             out.add(name, f"{count:,.0f}", "—", "—", cpu[name] * 1e6, "—")
         elif spec.baseline:

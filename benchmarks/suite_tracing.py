@@ -31,6 +31,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 
 from benchmarks._harness import Table
+from benchmarks._icount import Icount, Loop
 from ffrtmp_infra.tracing import (
     TracingConfig,
     TracingMiddleware,
@@ -437,6 +438,83 @@ def isolated_table(quick: bool) -> Table:
         "disabled case; the Starlette table's disabled row is within its noise."
     )
     return table
+
+
+# --icount ---------------------------------------------------------------------------
+# Each scenario: name -> factory of (ASGI app, its provider or None). Names are
+# "<middleware> @ <sampling>"; a row's ratio is taken against "ffrtmp TracingMiddleware @
+# <same sampling>" when that exists. To add scenarios (e.g. with metrics on), add entries.
+def _ffrtmp_app(ratio: float) -> tuple[Any, TracerProvider | None]:
+    provider = sdk_provider(ratio)
+    app = starlette_app()
+    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+    return app, provider
+
+
+def _contrib_app(ratio: float) -> tuple[Any, TracerProvider | None]:
+    provider = sdk_provider(ratio)
+    app = starlette_app()
+    app.add_middleware(
+        ContribASGI,
+        tracer_provider=provider,
+        meter_provider=NoOpMeterProvider(),
+        exclude_spans=["receive", "send"],
+    )
+    return app, provider
+
+
+ICOUNT_BASELINE = "bare Starlette"
+ICOUNT_SCENARIOS: dict[str, Callable[[], tuple[Any, TracerProvider | None]]] = {
+    ICOUNT_BASELINE: lambda: (starlette_app(), None),
+    "ffrtmp TracingMiddleware @ 100%": lambda: _ffrtmp_app(1.0),
+    "ffrtmp TracingMiddleware @ 0%": lambda: _ffrtmp_app(0.0),
+    "contrib ASGI (exclude_spans) @ 100%": lambda: _contrib_app(1.0),
+    "contrib ASGI (exclude_spans) @ 0%": lambda: _contrib_app(0.0),
+}
+
+
+def _requests(make: Callable[[], tuple[Any, TracerProvider | None]]) -> Loop:
+    """loop(n): n requests on one event loop, then the batch processor flushed (export
+    work counts, as it does in the CPU-time table)."""
+    app, provider = make()
+    loop = asyncio.new_event_loop()
+    call = _asgi_call(app)
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await call()
+
+    def run(n: int) -> object:
+        loop.run_until_complete(many(n))
+        if provider is not None:
+            provider.force_flush()
+        return None
+
+    return run
+
+
+def icount(quick: bool) -> Icount:
+    """Instructions per request: bare Starlette, ffrtmp's and contrib's ASGI middleware."""
+    references = {}
+    for name in ICOUNT_SCENARIOS:
+        ours = f"ffrtmp TracingMiddleware @ {name.rsplit(' @ ', 1)[-1]}"
+        if name != ICOUNT_BASELINE and ours in ICOUNT_SCENARIOS:
+            references[name] = ours
+    return Icount(
+        "Instructions per request over a bare Starlette app (ASGI, in process)",
+        "request",
+        {name: lambda make=make: _requests(make) for name, make in ICOUNT_SCENARIOS.items()},
+        reference="ffrtmp TracingMiddleware @ 100%",
+        baseline=ICOUNT_BASELINE,
+        references=references,
+        n=(100, 600) if quick else (1000, 5000),
+        notes=[
+            "each row's ratio is taken against ffrtmp's middleware at the same sampling; "
+            "providers as in the CPU-time table (build_tracer_provider, BatchSpanProcessor "
+            "into an exporter that drops spans, flushed at the end of each loop so export "
+            "work counts); contrib with exclude_spans=['receive', 'send'] and a no-op meter",
+        ],
+    )
 
 
 def run(quick: bool) -> list[Table]:

@@ -51,3 +51,34 @@ def test_icount_without_valgrind_says_so_and_fails(tmp_path: Path) -> None:
     assert "needs valgrind" in done.stderr
     assert "apt-get install valgrind" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ratelimit_redis_table_runs_against_a_real_server() -> None:
+    """The Redis rows of ``python -m benchmarks ratelimit`` (public API only, no internals)."""
+    from benchmarks import suite_ratelimit
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is required (.ci/run installs it)")
+    table = suite_ratelimit.redis_table(quick=True)
+    assert table is not None
+    assert [row[0] for row in table.rows] == ["sync redis-py", "async redis-py"]
+    for row in table.rows:
+        ping, get, decision = (float(cell.replace(",", "")) for cell in row[1:4])
+        assert min(ping, get, decision) > 0, row
+        server_ping, server_decision = (float(v) for v in row[6].split(" / "))
+        # The script does more work on the server than a PING does.
+        assert 0 < server_ping < server_decision, row
+
+
+def test_tracing_icount_scenarios_run_and_compare_at_the_same_sampling() -> None:
+    """Every --icount scenario of the tracing suite serves requests (no valgrind needed)."""
+    from benchmarks import suite_tracing
+
+    spec = suite_tracing.icount(quick=True)
+    assert spec.baseline == "bare Starlette"
+    assert spec.references["contrib ASGI (exclude_spans) @ 0%"] == "ffrtmp TracingMiddleware @ 0%"
+    assert spec.references["contrib ASGI (exclude_spans) @ 100%"] == (
+        "ffrtmp TracingMiddleware @ 100%"
+    )
+    for name, make in spec.scenarios.items():
+        assert make()(3) is None, name
