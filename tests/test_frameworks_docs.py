@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "frameworks.md"
 
@@ -31,9 +35,85 @@ def run_section(title: str) -> dict[str, Any]:
     return namespace
 
 
+@pytest.fixture(autouse=True)
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The blocks' ``init_tracer`` keeps spans in memory; the globals are reset after."""
+    import ffrtmp_infra.tracing
+    from tests.support.django_site import configure
+    from tests.tracing.conftest import reset_globals
+
+    configure()  # the Django blocks build the WSGI application
+    exporter = InMemorySpanExporter()
+    real_init_tracer = ffrtmp_infra.tracing.init_tracer
+
+    def init_tracer(config: Any = None, **_: Any) -> Any:
+        return real_init_tracer(config, span_processor=SimpleSpanProcessor(exporter))
+
+    monkeypatch.setattr(ffrtmp_infra.tracing, "init_tracer", init_tracer)
+    reset_globals()
+    yield exporter
+    reset_globals()
+
+
 @pytest.mark.parametrize("title", sorted(SECTIONS))
 def test_every_python_block_runs(title: str) -> None:
     run_section(title)
+
+
+def server_spans(spans: InMemorySpanExporter) -> list[tuple[str, int]]:
+    """(name, trace id) of every SERVER span, in the order they ended."""
+    return [
+        (s.name, s.context.trace_id)
+        for s in spans.get_finished_spans()
+        if s.kind is SpanKind.SERVER
+    ]
+
+
+def test_the_starlette_section_traces_requests(spans: InMemorySpanExporter) -> None:
+    from starlette.testclient import TestClient
+
+    TestClient(run_section("Starlette")["app"]).get("/")
+    assert [name for name, _ in server_spans(spans)] == ["GET /"]
+
+
+def test_the_fastapi_section_makes_one_trace_per_request(spans: InMemorySpanExporter) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(run_section("FastAPI")["app"]) as client:
+        for item_id in (1, 2):
+            assert client.get(f"/api/items/{item_id}").status_code == 200
+    servers = server_spans(spans)
+    assert [name for name, _ in servers] == ["GET /api/items/{item_id}"] * 2
+    traces = {s.context.trace_id for s in spans.get_finished_spans()}
+    assert traces == {trace_id for _, trace_id in servers}
+
+
+def test_the_flask_section_names_spans_by_rule(spans: InMemorySpanExporter) -> None:
+    client = run_section("Flask")["app"].test_client()
+    assert client.get("/items/3").status_code == 200
+    assert server_spans(spans)[0][0] == "GET /items/{item_id}"
+
+
+def test_the_django_section_traces_through_the_whole_middleware_stack(
+    spans: InMemorySpanExporter,
+) -> None:
+    import types
+
+    from django.test import Client, override_settings
+
+    namespace = run_section("Django")
+    urlconf = types.ModuleType("frameworks_doc_urls")
+    urlconf.urlpatterns = namespace["urlpatterns"]  # type: ignore[attr-defined]
+    with override_settings(
+        ROOT_URLCONF=urlconf,
+        MIDDLEWARE=namespace["MIDDLEWARE"],
+        FFRTMP_RATELIMIT=namespace["FFRTMP_RATELIMIT"],
+        FFRTMP_TRACING=namespace["FFRTMP_TRACING"],
+    ):
+        client = Client()
+        assert client.get("/items/3").status_code == 200
+        assert client.get("/health").status_code == 404  # excluded: no span
+    assert [name for name, _ in server_spans(spans)] == ["GET /items/{item_id}"]
 
 
 def test_the_fastapi_section_limits_uploads_per_api_key() -> None:

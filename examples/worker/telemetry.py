@@ -15,24 +15,18 @@ from ffrtmp_infra.tracing import (
     TracingConfig,
     TracingHandle,
     extract_headers,
-    ffmpeg_run,
     httpx_request_hook,
     init_tracer,
     job_execute,
     record_error,
-    record_process_exit,
-    subprocess_env,
 )
 
 __all__ = [
     "extract_headers",
-    "ffmpeg_run",
     "httpx_request_hook",
     "job_execute",
     "record_error",
-    "record_process_exit",
     "start_tracing",
-    "subprocess_env",
 ]
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

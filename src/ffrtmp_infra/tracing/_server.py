@@ -407,6 +407,23 @@ def route_name(method: str, route: str | None) -> str:
     return f"{base} {route}" if route else base
 
 
+# Flask/Werkzeug rules and Django path(): <item_id>, <int:item_id>, <string(length=2):code>.
+_PLACEHOLDER = re.compile(r"<(?:[^<>:]+:)?(\w+)>")
+# Django re_path() named groups without nested parentheses: (?P<year>[0-9]{4}).
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^()]*\)")
+
+
+def route_template(pattern: str) -> str:
+    """``/items/{item_id}`` from a Flask rule or a Django route (``items/<int:item_id>``).
+
+    Converters and named regex groups become ``{name}``; a Django ``re_path``
+    loses its ``^`` and ``$`` anchors; the result starts with ``/``.
+    """
+    template = _PLACEHOLDER.sub(r"{\1}", _NAMED_GROUP.sub(r"{\1}", pattern))
+    template = template.removeprefix("^").removesuffix("$").removesuffix("\\Z")
+    return template if template.startswith("/") else "/" + template
+
+
 def exception_type(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
