@@ -146,6 +146,18 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="several masters on one database: the active one holds the duties lease this "
         "long per renewal; a standby takes over within 4/3 of it (default 10)",
     )
+    sched.add_argument(
+        "--ledger-redis",
+        metavar="URL",
+        help="keep the resource ledger in Redis (redis://...) instead of the active master's "
+        "memory; its reservations are then leases of this master, renewed every second",
+    )
+    sched.add_argument(
+        "--reservation-ttl",
+        type=float,
+        help="with --ledger-redis: a reservation not renewed this long (a dead master's) "
+        "expires and its capacity comes back (default 3 heartbeat intervals)",
+    )
 
     tracing = parser.add_argument_group("tracing")
     tracing.add_argument(
@@ -275,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_nodes=args.max_nodes,
             prune_offline_after=args.prune_offline_after,
             lease_ttl=args.lease_ttl,
+            ledger_redis=args.ledger_redis,
+            reservation_ttl=args.reservation_ttl,
         )
     except ConfigError as exc:
         parser.error(str(exc))
