@@ -75,6 +75,10 @@ def _lowest_direct_pins() -> list[str]:
 def lowest(session: nox.Session) -> None:
     """The whole suite with every declared runtime dependency at its lowest version.
 
+    The extras count as declared dependencies: FastAPI, Flask and Django run at their
+    floors here (tests/ratelimit/test_fastapi.py, test_flask.py, test_django.py and the
+    real-server suite test_servers.py), at their newest in ``latest``.
+
     Only the direct runtime dependencies are held at their floors (uv's
     lowest-direct resolution); test tools and transitive packages resolve freely.
     """

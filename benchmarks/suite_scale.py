@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from examples.master.auth import NODE_TOKEN_HEADER
 
 from benchmarks._harness import Table
 
@@ -132,7 +133,7 @@ def _probe(client: httpx.Client, job_id: str, seconds: float) -> dict[str, list[
 HEARTBEAT_CONNECTIONS = 32
 
 
-async def _heartbeat_load(port: int, nodes: int) -> dict[str, Any]:
+async def _heartbeat_load(port: int, tokens: list[str]) -> dict[str, Any]:
     """Heartbeat every node every interval until SIGTERM (run in a child process).
 
     A minimal HTTP/1.1 keep-alive client on asyncio streams (32 connections): a
@@ -145,6 +146,7 @@ async def _heartbeat_load(port: int, nodes: int) -> dict[str, Any]:
     latencies: list[float] = []
     lateness: list[float] = []
     body = json.dumps({"running": []}).encode()
+    nodes = len(tokens)
 
     async def schedule() -> None:
         start = time.monotonic()
@@ -161,7 +163,10 @@ async def _heartbeat_load(port: int, nodes: int) -> dict[str, Any]:
                 due.put_nowait((at, i))
             beat += 1
 
+    reconnects = 0
+
     async def connection() -> None:
+        nonlocal reconnects
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while not stop.is_set():
@@ -169,14 +174,21 @@ async def _heartbeat_load(port: int, nodes: int) -> dict[str, Any]:
                     at, i = await asyncio.wait_for(due.get(), 0.5)
                 except TimeoutError:
                     continue
-                head = (
+                request = (
                     f"POST /nodes/sim-{i:05d}/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    f"Authorization: Bearer {WORKER_KEY}\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer {WORKER_KEY}\r\n{NODE_TOKEN_HEADER}: {tokens[i]}\r\n"
+                    f"Content-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
+                ).encode() + body
                 sent = time.monotonic()
-                writer.write(head + body)
+                writer.write(request)
                 status = await reader.readline()
+                if not status:  # the server closed an idle keep-alive connection: reopen once
+                    reconnects += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(request)
+                    status = await reader.readline()
                 length = 0
                 while (line := await reader.readline()) not in (b"\r\n", b""):
                     if line.lower().startswith(b"content-length:"):
@@ -195,25 +207,37 @@ async def _heartbeat_load(port: int, nodes: int) -> dict[str, Any]:
         "latencies": latencies,
         "rate": len(latencies) / (time.monotonic() - started),
         "late_p99": _percentile(lateness, 0.99) if lateness else 0.0,
+        "reconnects": reconnects,
     }
 
 
-def _bulk(port: int, requests: list[tuple[str, dict[str, Any], dict[str, str]]]) -> None:
-    """POST every request from 8 threads, each with its own keep-alive connection."""
+def _bulk(port: int, requests: list[tuple[str, dict[str, Any], dict[str, str]]]) -> list[Any]:
+    """POST every request from 8 threads, each with its own keep-alive connection.
+
+    Returns the decoded JSON bodies in request order; any HTTP error fails the run.
+    """
     local = threading.local()
 
-    def send(request: tuple[str, dict[str, Any], dict[str, str]]) -> int:
+    def send(request: tuple[str, dict[str, Any], dict[str, str]]) -> httpx.Response:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         path, body, headers = request
-        return client.post(path, json=body, headers=headers).status_code
+        return client.post(path, json=body, headers=headers)
 
     with ThreadPoolExecutor(max_workers=BULK_THREADS) as pool:
-        codes = list(pool.map(send, requests))
-    bad = [c for c in codes if c >= 400]
+        responses = list(pool.map(send, requests))
+    bad = [r for r in responses if r.status_code >= 400]
     if bad:
-        raise RuntimeError(f"{len(bad)} bulk requests failed, e.g. HTTP {bad[0]}")
+        raise RuntimeError(
+            f"{len(bad)} bulk requests failed, e.g. HTTP {bad[0].status_code}: {bad[0].text[:200]}"
+        )
+    return [r.json() for r in responses]
+
+
+def _node_headers(token: str) -> dict[str, str]:
+    """A registered node's own credentials: the worker key plus its node token."""
+    return {**WORKER, NODE_TOKEN_HEADER: token}
 
 
 def _scenario(nodes: int, jobs: int, probe_seconds: float) -> dict[str, Any]:
@@ -232,7 +256,7 @@ def _scenario(nodes: int, jobs: int, probe_seconds: float) -> dict[str, Any]:
                 register = [
                     ("/nodes/register", _node(i, ENCODERS, 1), WORKER) for i in range(nodes)
                 ]
-                _bulk(port, register)
+                tokens = [answer["node_token"] for answer in _bulk(port, register)]
                 submits = [
                     ("/jobs", {"scenario": "720p-h265", "priority": priorities[i % 3]}, SUBMIT)
                     for i in range(jobs - 1)
@@ -242,17 +266,26 @@ def _scenario(nodes: int, jobs: int, probe_seconds: float) -> dict[str, Any]:
                 submit_rate = (jobs - 1) / (time.perf_counter() - start)
 
                 beating = subprocess.Popen(
-                    [sys.executable, "-m", "benchmarks.suite_scale", str(port), str(nodes)],
+                    [sys.executable, "-m", "benchmarks.suite_scale", str(port)],
                     cwd=ROOT,
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
                 )
+                assert beating.stdin is not None
+                beating.stdin.write(
+                    json.dumps(tokens) + "\n"
+                )  # node tokens on stdin, never in argv
+                beating.stdin.flush()
                 time.sleep(HEARTBEAT_INTERVAL + 1)  # every node has beaten once
                 loaded = _probe(client, job_id, probe_seconds)
 
                 unplaceable = len(idle["POST /jobs"]) + len(loaded["POST /jobs"])
                 start = time.perf_counter()
-                grow = [("/nodes/register", _node(i, ENCODERS, 20), WORKER) for i in range(nodes)]
+                grow = [
+                    ("/nodes/register", _node(i, ENCODERS, 20), _node_headers(tokens[i]))
+                    for i in range(nodes)
+                ]
                 _bulk(port, grow)
                 deadline = time.monotonic() + 300
                 while client.get("/health").json()["queued"] > unplaceable:
@@ -305,7 +338,8 @@ def run(quick: bool) -> list[Table]:
         f"Master in its own process (auth, rate limiter, tracing middleware, SQLite WAL); a "
         f"second process simulates the nodes (a heartbeat each every {HEARTBEAT_INTERVAL:g} s; "
         f"{result['heartbeats']['rate']:.0f}/s delivered, p99 "
-        f"{result['heartbeats']['late_p99'] * 1e3:.0f} ms behind schedule); the probes are "
+        f"{result['heartbeats']['late_p99'] * 1e3:.0f} ms behind schedule, "
+        f"{result['heartbeats']['reconnects']} keep-alive connections reopened); the probes are "
         f"sequential calls on one keep-alive connection for "
         f"{probe_seconds:g} s per phase. Same run, same machine (shared 2-core VM)."
     )
@@ -334,5 +368,8 @@ def run(quick: bool) -> list[Table]:
 
 
 if __name__ == "__main__":
-    # Child process: python -m benchmarks.suite_scale PORT NODES (heartbeats until SIGTERM).
-    print(json.dumps(asyncio.run(_heartbeat_load(int(sys.argv[1]), int(sys.argv[2])))))
+    # Child process: python -m benchmarks.suite_scale PORT, the node tokens as one JSON line on
+    # stdin (heartbeats every node until SIGTERM).
+    print(
+        json.dumps(asyncio.run(_heartbeat_load(int(sys.argv[1]), json.loads(sys.stdin.readline()))))
+    )

@@ -70,6 +70,25 @@ def test_ratelimit_redis_table_runs_against_a_real_server() -> None:
         assert 0 < server_ping < server_decision, row
 
 
+def test_scale_scenario_runs_with_node_tokens() -> None:
+    """The scale suite drives a real master: every heartbeat and re-registration is accepted.
+
+    Nodes must present their node token since the master fences node identities; the suite
+    once sent none and every heartbeat was refused (403).
+    """
+    from benchmarks import suite_scale
+
+    result = suite_scale._scenario(nodes=10, jobs=40, probe_seconds=0.3)
+    assert result["placed"] == 40
+    assert len(result["heartbeats"]["latencies"]) >= 10  # every node beat at least once
+    assert set(result["loaded"]) == {
+        "POST /jobs",
+        "GET /jobs/{id}",
+        "GET /jobs?limit=50",
+        "GET /health",
+    }
+
+
 def test_tracing_icount_scenarios_run_and_compare_at_the_same_sampling() -> None:
     """Every --icount scenario of the tracing suite serves requests (no valgrind needed)."""
     from benchmarks import suite_tracing

@@ -182,6 +182,10 @@ RESOURCE_CASES: dict[str, list[Call]] = {
         _c("j\n", "n1", cpu=1),
         _c("j", "n1", cpu="lots"),
         _c("j", "n1", cpu=1, extended={"nv": 1}),
+        _c("j", "n1", cpu=1, owner="m", ttl=5),
+        _c("held", "n1", cpu=1, owner="m", ttl=5),  # the same request: the lease renewed
+        _c("j", "n1", cpu=1, owner="m"),  # an owner without a ttl
+        _c("j", "n1", cpu=1, ttl=0),
     ],
     "reserve_any": [
         _c("j", cpu=1),
@@ -192,7 +196,12 @@ RESOURCE_CASES: dict[str, list[Call]] = {
         _c("j", cpu=1, exclude="n1"),
         _c("held", cpu=1),
         _c("", cpu=1),
+        _c("j", cpu=1, owner="m", ttl=5),
+        _c("j", cpu=1, ttl=-1),
     ],
+    "renew": [_c("held"), _c("held", ttl=5), _c("none"), _c(""), _c("held", ttl=0)],
+    "renew_owner": [_c("m"), _c(""), _c("m", ttl=float("nan"))],
+    "expire": [_c()],
     "release": [_c("held"), _c("none"), _c(""), _c(None), _c(["held"]), _c("x" * 300)],
     "get_reservation": [_c("held"), _c("none"), _c(""), _c(None)],
     "get_available_nodes": [
@@ -216,6 +225,9 @@ BACKEND_VIA = {
     "reserve_any": "reserve_any",
     "release": "release",
     "get_reservation": "get_reservation",
+    "renew": "renew",
+    "renew_owner": "renew_owner",
+    "expire": "expire",
     "available_nodes": "get_available_nodes",
     "snapshot": "snapshot",
     "close": "close",
@@ -297,6 +309,54 @@ def test_tracing_twins_agree(ffmpeg: FFmpeg) -> None:
         assert asynchronous == sync, args
 
 
+# ------------------------------------------------------------------ WSGI check / acheck
+# Each case: a request after three from 1.2.3.4 (burst 3, so its GETs are rejected).
+_ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/items/1", "REMOTE_ADDR": "1.2.3.4"}
+CHECK_CASES: list[dict[str, str]] = [
+    _ENVIRON,
+    {**_ENVIRON, "REMOTE_ADDR": "5.6.7.8"},
+    {**_ENVIRON, "PATH_INFO": "/health"},
+    {**_ENVIRON, "REQUEST_METHOD": "OPTIONS"},
+    {
+        **_ENVIRON,
+        "REQUEST_METHOD": "OPTIONS",
+        "HTTP_ORIGIN": "https://app.example",
+        "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "GET",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    "environ", CHECK_CASES, ids=lambda e: f"{e['REQUEST_METHOD']}-{e['PATH_INFO']}"
+)
+def test_wsgi_check_twins_agree(environ: dict[str, str], rl_storage: str | None) -> None:
+    from ffrtmp_infra.ratelimit import Rule, WSGIRateLimitMiddleware
+
+    def fresh() -> Any:
+        limiter = _limiter("Limiter", rl_storage)
+        middleware = WSGIRateLimitMiddleware(
+            lambda e, s: [], limiter=limiter, rules=[Rule(path="/health", exempt=True)]
+        )
+        for _ in range(3):
+            middleware.check(dict(_ENVIRON))
+        return middleware
+
+    def answer(result: tuple[Any, list[tuple[str, str]]]) -> tuple[Any, ...]:
+        rejection, extra = result
+        if rejection is None:
+            return (None, extra)
+        return (rejection.status, rejection.headers, rejection.body)
+
+    sync_middleware, async_middleware = fresh(), fresh()
+    sync = answer(sync_middleware.check(dict(environ)))
+    asynchronous = answer(asyncio.run(async_middleware.acheck(dict(environ))))
+    assert asynchronous == sync
+    if environ is _ENVIRON:  # the case table reaches the rejection
+        assert sync[0] == 429
+    if environ is _ENVIRON:  # the case table reaches the rejection
+        assert sync[0] == 429
+
+
 TRACING_PAIRS = {"tracing.<module>.run_ffmpeg"}
 # Pairs whose case table lives beside their subpackage's other tests (with spans).
 ELSEWHERE = {"tracing.<module>.httpx_request_hook": "tests.tracing.test_twins"}
@@ -309,6 +369,7 @@ def test_every_sync_async_pair_has_a_case_table() -> None:
     for backend in ("Backend", "MemoryBackend", "RedisBackend"):
         covered |= {f"resources.{backend}.{n}" for n in BACKEND_VIA}
     covered |= TRACING_PAIRS
+    covered.add("ratelimit.WSGIRateLimitMiddleware.check")  # test_wsgi_check_twins_agree
     for pair, module_name in ELSEWHERE.items():
         name = pair.rsplit(".", 1)[1]
         module = importlib.import_module(module_name)

@@ -7,7 +7,7 @@
 * :func:`build_command`: a scenario plus a validated job spec -> an argument list. Nothing is
   ever passed through a shell and no free-form argument reaches ffmpeg: every value is
   re-checked here (the worker's second line of defence after the master's validator).
-* :class:`ProgressParser`: reads ``-progress pipe:1`` output into :class:`Progress` snapshots.
+* :class:`ProgressParser`: turns ``-progress`` blocks into :class:`Progress` snapshots.
 * :func:`probe`: duration and streams of a file or URL, read back from ``ffmpeg -i``.
 """
 
@@ -315,7 +315,8 @@ class FFmpegCommand:
     ``argv`` is the full argument list (``argv[0]`` is the ffmpeg path); ``job_dir`` is the
     directory the outputs go to (``None`` for a live push); ``expected_duration_s`` is the
     media duration the job should produce when known (used for percent done); ``secret_args``
-    are arguments that must not appear in logs or spans (stream URLs carry keys).
+    are arguments that must not appear in logs or spans (stream URLs carry keys): pass them as
+    ``run_ffmpeg(..., secrets=command.secret_args)``.
     """
 
     argv: tuple[str, ...]
@@ -323,17 +324,6 @@ class FFmpegCommand:
     expected_duration_s: float | None
     live: bool
     secret_args: frozenset[str] = frozenset()
-
-    def redacted(self) -> list[str]:
-        """``argv`` with stream URLs reduced to scheme://host/***, safe to log."""
-        out = []
-        for arg in self.argv:
-            if arg in self.secret_args:
-                parts = urlsplit(arg)
-                out.append(f"{parts.scheme}://{parts.hostname or ''}/***")
-            else:
-                out.append(arg)
-        return out
 
 
 def _check_job_id(job_id: str) -> None:
@@ -615,30 +605,20 @@ def _number(text: str | None) -> float | None:
 
 
 class ProgressParser:
-    """Turns ``-progress pipe:1`` lines into :class:`Progress` snapshots.
-
-    Feed it one line at a time; it returns a snapshot at the end of every block (the
-    ``progress=continue`` / ``progress=end`` line) and ``None`` otherwise.
-    """
+    """Turns ``-progress`` blocks (as ``run_ffmpeg``'s ``on_progress`` hands them) into
+    :class:`Progress` snapshots; ``duration_s`` (settable once ffmpeg's log tells it) makes
+    them a percentage."""
 
     def __init__(self, duration_s: float | None = None) -> None:
         self.duration_s = duration_s if duration_s and duration_s > 0 else None
-        self._fields: dict[str, str] = {}
         self.last: Progress | None = None
 
-    def feed(self, line: str) -> Progress | None:
-        """Consume one line; return a snapshot when it closes a block."""
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            return None
-        if key != "progress":
-            self._fields[key] = value
-            return None
-        fields = self._fields
+    def snapshot(self, fields: dict[str, str]) -> Progress:
+        """The snapshot of one block (``frame``, ``fps``, ``out_time_us``, ``progress``...)."""
         micros = _number(fields.get("out_time_us")) or _number(fields.get("out_time_ms"))
         out_time_s = max(micros or 0.0, 0.0) / 1_000_000
         percent = None
-        done = value.strip() == "end"
+        done = fields.get("progress", "").strip() == "end"
         if self.duration_s is not None:
             percent = 100.0 if done else min(100.0, 100.0 * out_time_s / self.duration_s)
         self.last = Progress(

@@ -38,21 +38,14 @@ from examples.common.ffmpeg import (
 from examples.common.netpolicy import DestinationPolicy
 from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
 from examples.common.spec import SpecError as SpecFieldError
+from examples.worker.backoff import Backoff
 from examples.worker.client import (
     MasterClient,
     MasterError,
     MasterUnavailableError,
     SupersededError,
 )
-from examples.worker.telemetry import (
-    extract_headers,
-    ffmpeg_run,
-    job_execute,
-    record_error,
-    record_process_exit,
-    subprocess_env,
-)
-from ffrtmp_infra.tracing import redact_text
+from ffrtmp_infra.tracing import extract_headers, job_execute, record_error, redact_text, run_ffmpeg
 
 __all__ = ["JobRunner"]
 
@@ -152,7 +145,7 @@ class JobRunner:
         self.status: str | None = None  # final status reported, or "superseded"/"canceled"
         self.ffmpeg_started_at: float | None = None
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._stop_reason: str | None = None  # "superseded" | "canceled" | "handed_back"
         self._latest: Progress | None = None
         self._sent: Progress | None = None
@@ -314,22 +307,8 @@ class JobRunner:
         reporter = threading.Thread(
             target=self._progress_loop, name=f"progress-{self.job_id[:8]}", daemon=True
         )
-        started = time.monotonic()
-        with ffmpeg_run(command.redacted(), job_id=self.job_id) as span:
-            try:
-                process = subprocess.Popen(  # noqa: S603 (argv list, no shell)
-                    command.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    errors="replace",
-                    env=subprocess_env(),
-                    preexec_fn=_PREEXEC,  # prepared before fork, see _die_with_parent
-                )
-            except OSError as exc:
-                record_error(span, exc)
-                return self._report("failed", error=f"cannot start ffmpeg: {exc}")
+
+        def on_start(process: subprocess.Popen[bytes]) -> None:
             self.ffmpeg_started_at = time.time()
             with self._lock:
                 self._process = process
@@ -339,23 +318,32 @@ class JobRunner:
             log.info(
                 "job %s attempt %d: ffmpeg started (pid %d)", self.job_id, self.attempt, process.pid
             )
-            stderr_reader = threading.Thread(
-                target=_drain,
-                args=(process.stderr, tail, parser),
-                name="ffmpeg-stderr",
-                daemon=True,
-            )
-            stderr_reader.start()
             reporter.start()
-            assert process.stdout is not None
-            for line in process.stdout:
-                snapshot = parser.feed(line)
-                if snapshot is not None:
-                    self._latest = snapshot
-                    self._progress_wakeup.set()
-            returncode = process.wait()
-            stderr_reader.join(timeout=5)
-            record_process_exit(span, returncode, pid=process.pid)
+
+        def on_progress(fields: dict[str, str]) -> None:
+            self._latest = parser.snapshot(fields)
+            self._progress_wakeup.set()
+
+        def on_stderr(line: str) -> None:
+            tail.append(line)
+            # A URL input's duration is known only from ffmpeg's log: percent done needs it.
+            if parser.duration_s is None and "Duration:" in line:
+                parser.duration_s = parse_duration(line)
+
+        started = time.monotonic()
+        try:
+            returncode = run_ffmpeg(
+                command.argv,
+                job_id=self.job_id,
+                secrets=command.secret_args,
+                on_start=on_start,
+                on_progress=on_progress,
+                on_stderr=on_stderr,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_PREEXEC,  # prepared before fork, see _die_with_parent
+            ).returncode
+        except OSError as exc:
+            return self._report("failed", error=f"cannot start ffmpeg: {exc}")
         wall = time.monotonic() - started
         self._finished.set()
         self._progress_wakeup.set()
@@ -455,7 +443,7 @@ class JobRunner:
             # node stops heartbeating: no reason to hold up the shutdown for long.
             patience = min(patience, HAND_BACK_RETRY_S)
         deadline = time.monotonic() + patience
-        delay = 0.2
+        backoff = Backoff(first=0.2)
         while True:
             try:
                 self.client.result(self.job_id, report)
@@ -473,24 +461,10 @@ class JobRunner:
                     self.status = "rejected"
                     log.error("job %s: master rejected the result: %s", self.job_id, exc)
                     return
-                if time.monotonic() + delay > deadline:
+                pause = backoff.next(exc)
+                if time.monotonic() + pause > deadline:
                     self.status = "undelivered"
                     log.error("job %s: giving up on the result: %s", self.job_id, exc)
                     return
                 log.warning("job %s: result not delivered yet (%s); retrying", self.job_id, exc)
-                time.sleep(max(delay, getattr(exc, "retry_after", None) or 0.0))
-                delay = min(delay * 2, 5.0)
-
-
-def _drain(stream: Any, tail: collections.deque[str], parser: ProgressParser) -> None:
-    """Keep the last lines of ffmpeg's log (read continuously so the pipe never fills).
-
-    When the input's duration was not known up front (a URL), ffmpeg's ``Duration:`` line
-    gives it, so progress can still be a percentage.
-    """
-    for line in stream:
-        tail.append(line)
-        if parser.duration_s is None and "Duration:" in line:
-            seconds = parse_duration(line)
-            if seconds:
-                parser.duration_s = seconds
+                time.sleep(pause)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from examples.common.ffmpeg import (
     FFmpegNotFoundError,
+    Progress,
     ProgressParser,
     SpecError,
     bitrate_bps,
@@ -27,6 +28,7 @@ from examples.common.ffmpeg import (
 )
 from examples.common.scenarios import SCENARIOS
 
+from ffrtmp_infra.tracing import redact_argv, run_ffmpeg
 from tests.support.ffmpeg import FFmpeg
 from tests.support.services import free_port
 
@@ -208,7 +210,10 @@ def test_redacted_argv_hides_the_stream_key() -> None:
     spec = _spec("live-rtmp", output={"url": "rtmp://127.0.0.1:1935/live/secret-key"})
     command = build_command(SCENARIOS["live-rtmp"], spec, ffmpeg="ffmpeg", job_id="j")
     assert "rtmp://127.0.0.1:1935/live/secret-key" in command.argv
-    assert not any("secret-key" in arg for arg in command.redacted())
+    assert command.secret_args == {"rtmp://127.0.0.1:1935/live/secret-key"}
+    redacted = redact_argv(command.argv, command.secret_args)
+    assert "rtmp://127.0.0.1/REDACTED" in redacted
+    assert not any("secret-key" in arg for arg in redacted)
 
 
 def test_unknown_input_type_is_named(tmp_path: Path) -> None:
@@ -365,11 +370,14 @@ def test_progress_parser_reads_real_ffmpeg_progress(ffmpeg: FFmpeg, tmp_path: Pa
     )
     assert command.job_dir is not None
     command.job_dir.mkdir()
-    done = _run(command.argv)
-    assert done.returncode == 0
     parser = ProgressParser(command.expected_duration_s)
-    snapshots = [s for line in done.stdout.splitlines() if (s := parser.feed(line))]
-    assert snapshots, done.stdout
+    snapshots: list[Progress] = []
+    done = run_ffmpeg(
+        command.argv, on_progress=lambda block: snapshots.append(parser.snapshot(block))
+    )
+    assert done.returncode == 0
+    assert done.args == list(command.argv)  # its own -progress pipe:1 is kept, not doubled
+    assert snapshots
     last = snapshots[-1]
     assert last.done
     assert last.percent == 100.0
@@ -382,29 +390,29 @@ def test_progress_parser_reads_real_ffmpeg_progress(ffmpeg: FFmpeg, tmp_path: Pa
 
 def test_progress_parser_handles_na_and_unknown_duration() -> None:
     parser = ProgressParser(None)
-    lines = ["frame=0", "fps=0.00", "out_time_us=N/A", "speed=N/A", "progress=continue"]
-    snapshot = [parser.feed(line) for line in lines][-1]
-    assert snapshot is not None
+    snapshot = parser.snapshot(
+        {"frame": "0", "fps": "0.00", "out_time_us": "N/A", "speed": "N/A", "progress": "continue"}
+    )
     assert (snapshot.frame, snapshot.speed, snapshot.out_time_s, snapshot.percent) == (
         0,
         None,
         0.0,
         None,
     )
-    for line in ["frame=30", "out_time_us=5000000", "speed=2.5x", "progress=continue"]:
-        snapshot = parser.feed(line)
-    assert snapshot is not None
+    snapshot = parser.snapshot(
+        {"frame": "30", "out_time_us": "5000000", "speed": "2.5x", "progress": "continue"}
+    )
     assert snapshot.speed == 2.5
     assert snapshot.out_time_s == 5.0
+    assert parser.last is snapshot
 
 
 def test_progress_percent_is_capped_at_100_until_the_end() -> None:
     parser = ProgressParser(1.0)
-    parser.feed("out_time_us=1500000")
-    snapshot = parser.feed("progress=continue")
-    assert snapshot is not None
+    snapshot = parser.snapshot({"out_time_us": "1500000", "progress": "continue"})
     assert snapshot.percent == 100.0
     assert not snapshot.done
+    assert parser.snapshot({"out_time_us": "1500000", "progress": "end"}).done
 
 
 def test_find_ffmpeg_runs_in_a_clean_subprocess() -> None:

@@ -129,6 +129,42 @@ def test_an_ambient_span_does_not_become_the_parent(
     assert server.parent is None
 
 
+def test_a_server_span_already_open_for_the_request_gets_our_span_as_its_child(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # What a serverless adapter or another instrumentation around the app does.
+    app = make_app()
+    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+
+    async def adapter(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        with provider.get_tracer("adapter").start_as_current_span("lambda", kind=SpanKind.SERVER):
+            await app(scope, receive, send)
+
+    TestClient(adapter).get("/jobs/1")
+    outer, ours = sorted(exporter.get_finished_spans(), key=lambda s: s.kind is SpanKind.INTERNAL)
+    assert (outer.name, outer.kind, outer.parent) == ("lambda", SpanKind.SERVER, None)
+    assert (ours.name, ours.kind) == ("GET /jobs/{job_id}", SpanKind.INTERNAL)
+    assert ours.parent is not None
+    assert ours.parent.span_id == outer.context.span_id
+
+
+def test_the_outer_layers_decision_not_to_sample_the_request_is_followed(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = make_app()
+    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+    outer_provider = ratio_provider(0.0, exporter)
+
+    async def adapter(scope, receive, send):  # type: ignore[no-untyped-def]
+        with outer_provider.get_tracer("adapter").start_as_current_span("lambda"):
+            await app(scope, receive, send)
+
+    TestClient(adapter).get("/jobs/1")
+    assert exporter.get_finished_spans() == ()
+
+
 @pytest.mark.parametrize("position", ["outermost", "add_middleware"])
 def test_exceptions_are_recorded_wherever_the_middleware_sits(
     provider: TracerProvider, exporter: InMemorySpanExporter, position: str

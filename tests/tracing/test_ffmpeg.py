@@ -178,3 +178,105 @@ def test_arun_ffmpeg_timeout_and_check(exporter: InMemorySpanExporter) -> None:
     assert failed.attributes is not None
     assert failed.attributes["process.exit.code"] == 2
     assert failed.attributes["error.type"] == "subprocess.CalledProcessError"
+
+
+def _testsrc(ffmpeg: FFmpeg, seconds: float, *out: str) -> list[str]:
+    return [ffmpeg.path, "-hide_banner", "-nostdin", "-f", "lavfi", "-i",
+            f"testsrc2=size=64x48:rate=25:duration={seconds}", *out]  # fmt: skip
+
+
+def test_progress_and_log_lines_stream_to_callbacks(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    blocks: list[dict[str, str]] = []
+    lines: list[str] = []
+    started: list[subprocess.Popen[bytes]] = []
+    argv = _testsrc(ffmpeg, 2, "-f", "null", "-")
+    result = run_ffmpeg(
+        argv, on_start=started.append, on_progress=blocks.append, on_stderr=lines.append
+    )
+    assert result.returncode == 0
+    assert (result.stdout, result.stderr) == (None, None)  # streamed, not captured
+    assert result.args == [argv[0], "-progress", "pipe:1", *argv[1:]]
+    [span] = exporter.get_finished_spans()
+    assert [process.pid for process in started] == [dict(span.attributes or {})["process.pid"]]
+    assert blocks
+    assert blocks[-1]["progress"] == "end"
+    assert all(block["progress"] == "continue" for block in blocks[:-1])
+    assert int(blocks[-1]["frame"]) == 50
+    assert int(blocks[-1]["out_time_us"]) > 1_900_000
+    assert any(line.startswith("Output #0") for line in lines)  # ffmpeg's log, line by line
+
+
+def test_on_start_can_stop_ffmpeg_from_another_thread(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    import threading
+
+    def stop_soon(process: subprocess.Popen[bytes]) -> None:
+        threading.Timer(0.5, process.kill).start()
+
+    argv = _testsrc(ffmpeg, 600, "-f", "null", "-")  # ten minutes of video: never finishes
+    result = run_ffmpeg(argv, on_start=stop_soon, on_progress=lambda block: None)
+    assert result.returncode == -9
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "process killed by SIGKILL"
+
+
+def test_a_raising_callback_kills_ffmpeg_and_raises(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    def refuse(block: dict[str, str]) -> None:
+        raise LookupError("the master canceled the job")
+
+    with pytest.raises(LookupError, match="canceled"):
+        run_ffmpeg(_testsrc(ffmpeg, 600, "-f", "null", "-"), on_progress=refuse)
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["process.exit.code"] == -9
+
+
+def test_streaming_timeout_kills_and_records(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_ffmpeg(
+            _testsrc(ffmpeg, 600, "-f", "null", "-"), on_stderr=lambda line: None, timeout=0.5
+        )
+    [span] = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["process.exit.code"] == -9
+    assert span.attributes["error.type"] == "subprocess.TimeoutExpired"
+
+
+@pytest.mark.parametrize(
+    ("argv", "kwargs", "message"),
+    [
+        (["ffmpeg"], {"on_progress": print, "capture_output": True}, "cannot be combined"),
+        (["ffmpeg"], {"on_stderr": print, "input": b"x"}, "cannot be combined"),
+        (["ffmpeg"], {"on_stderr": print, "stderr": subprocess.DEVNULL}, "stderr= cannot be set"),
+        (["ffmpeg"], {"on_stderr": print, "stdout": subprocess.PIPE}, "stdout= cannot be set"),
+        (["ffmpeg", "-progress", "p.txt"], {"on_progress": print}, "sends it to 'p.txt'"),
+        (["ffmpeg", "-progress"], {"on_progress": print}, "sends it to None"),
+    ],
+)
+def test_streaming_misuse_is_refused_before_anything_runs(
+    argv: list[str], kwargs: dict[str, object], message: str, exporter: InMemorySpanExporter
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_ffmpeg(argv, **kwargs)  # type: ignore[arg-type]
+    assert exporter.get_finished_spans() == ()
+
+
+def test_secret_arguments_keep_only_scheme_and_host(
+    ffmpeg: FFmpeg, exporter: InMemorySpanExporter
+) -> None:
+    push = "srt://127.0.0.1:1/live/sk-SECRET-KEY?mode=caller"
+    argv = [ffmpeg.path, "-hide_banner", "-version", push]
+    run_ffmpeg(argv, secrets={push}, capture_output=True)
+    [span] = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["process.command_args"][-1] == "srt://127.0.0.1/REDACTED"
+    assert redact_argv(["x", "not a url"], secrets={"not a url"}) == ["x", "REDACTED"]

@@ -131,3 +131,68 @@ def test_a_domain_span_as_sync_and_async_context_manager_and_decorator(
     managed = span_shape(exporter)
     assert decorated[0] == decorated[1] == managed[0] == managed[1]
     assert decorated[0][2] == "ERROR"
+
+
+STREAMING_CHILD = (
+    "import sys\n"
+    "print('frame=1', 'progress=continue', 'frame=2', 'progress=end', sep='\\n', flush=True)\n"
+    "print('Duration: 00:00:02.00', 'done', sep='\\n', file=sys.stderr)\n"
+    "raise SystemExit(int(sys.argv[1]))\n"
+)
+
+
+@pytest.mark.parametrize("exit_code", [0, 4])
+def test_streaming_callbacks_agree(exporter: InMemorySpanExporter, exit_code: int) -> None:
+    # -progress pipe:1 is in argv already (python would refuse it as its own option).
+    argv = [PY, "-c", STREAMING_CHILD, str(exit_code), "-progress", "pipe:1"]
+
+    def run(runner: Callable[..., Any]) -> tuple[Any, list[Any], list[str], int]:
+        blocks: list[dict[str, str]] = []
+        lines: list[str] = []
+        starts: list[Any] = []
+        kind, value = outcome(
+            lambda: runner(
+                argv, on_progress=blocks.append, on_stderr=lines.append, on_start=starts.append
+            )
+        )
+        return (kind, result_of(value)), blocks, lines, len(starts)
+
+    sync = run(run_ffmpeg)
+    sync_spans = span_shape(exporter)
+    asynchronous = run(lambda *a, **k: asyncio.run(arun_ffmpeg(*a, **k)))
+    assert asynchronous == sync
+    assert span_shape(exporter) == sync_spans
+    assert sync[1] == [{"frame": "1", "progress": "continue"}, {"frame": "2", "progress": "end"}]
+    assert sync[2] == ["Duration: 00:00:02.00\n", "done\n"]
+    assert sync[3] == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"on_progress": print, "capture_output": True}, {"on_stderr": print, "input": b"x"}],
+)
+def test_streaming_refusals_agree(kwargs: dict[str, Any]) -> None:
+    sync = outcome(lambda: run_ffmpeg([PY], **kwargs))
+    asynchronous = outcome(lambda: asyncio.run(arun_ffmpeg([PY], **kwargs)))
+    assert asynchronous == sync
+    assert sync[0] == "raised"
+
+
+def test_a_raising_callback_kills_the_process_in_both_twins(exporter: InMemorySpanExporter) -> None:
+    argv = [
+        PY,
+        "-c",
+        "import time\nwhile True: print('progress=continue', flush=True); time.sleep(0.05)",
+        "-progress",
+        "-",
+    ]
+
+    def refuse(block: dict[str, str]) -> None:
+        raise LookupError("stop")
+
+    sync = outcome(lambda: run_ffmpeg(argv, on_progress=refuse))
+    sync_spans = span_shape(exporter)
+    asynchronous = outcome(lambda: asyncio.run(arun_ffmpeg(argv, on_progress=refuse)))
+    assert asynchronous == sync == ("raised", (LookupError, "stop"))
+    assert span_shape(exporter) == sync_spans
+    assert sync_spans[0][1]["process.exit.code"] == -9

@@ -15,6 +15,7 @@ from ffrtmp_infra.ratelimit._errors import (
     MissingExtraError,
     StorageUnavailableError,
 )
+from ffrtmp_infra.ratelimit._headers import Rejection, rate_limit_headers, rejection
 from ffrtmp_infra.ratelimit._keys import KeyFunction, RequestInfo, api_key, client_ip
 from ffrtmp_infra.ratelimit._limiter import Limiter
 from ffrtmp_infra.ratelimit._metrics import instrument, uninstrument
@@ -29,6 +30,7 @@ __all__ = [
     "Limiter",
     "MissingExtraError",
     "RateLimitMiddleware",
+    "Rejection",
     "RequestInfo",
     "Rule",
     "StorageUnavailableError",
@@ -37,5 +39,7 @@ __all__ = [
     "api_key",
     "client_ip",
     "instrument",
+    "rate_limit_headers",
+    "rejection",
     "uninstrument",
 ]

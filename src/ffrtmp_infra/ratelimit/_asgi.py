@@ -11,7 +11,9 @@ from ffrtmp_infra.ratelimit._engine import Engine, Outcome
 from ffrtmp_infra.ratelimit._headers import HeaderMode, Rejection
 from ffrtmp_infra.ratelimit._keys import KeyFunction, RequestInfo
 from ffrtmp_infra.ratelimit._limiter import Limiter
+from ffrtmp_infra.ratelimit._routes import RouteTable, is_preflight
 from ffrtmp_infra.ratelimit._rules import Rule
+from ffrtmp_infra.ratelimit._views import CHARGED, mark_charged
 from ffrtmp_infra.ratelimit._window import WindowLimiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -38,6 +40,14 @@ class RateLimitMiddleware:
         dry_run: decide, count and set headers, but never reject (shadow mode).
         websockets: also limit WebSocket handshakes (a rejected one gets 429 where
             the server supports denial responses, else a close with code 1008).
+        preflights: also limit CORS preflights (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``); by default they pass uncharged, so a
+            CORS middleware inside this one always answers them.
+
+    A rejected request's route (on a Starlette/FastAPI app) is put in
+    ``scope["route"]``, as Starlette's router does for requests it serves, so
+    tracing outside the limiter names the span by route. At startup (lifespan, or
+    the first request) a rule whose path matches no route of the app logs a warning.
 
     Rejections are ``429`` ``application/problem+json`` with ``Retry-After``; a
     limiter failing closed on an unreachable storage gives ``503``. ``lifespan``
@@ -54,12 +64,16 @@ class RateLimitMiddleware:
         headers: HeaderMode = "draft10",
         dry_run: bool = False,
         websockets: bool = False,
+        preflights: bool = False,
     ) -> None:
         self.app = app
         self.engine = Engine(
             limiter, rules, key, headers, dry_run, encode=True, allow_async_keys=True
         )
         self.websockets = websockets
+        self._skip_preflights = not preflights
+        self._rules_unchecked = any(rule.path is not None for rule in self.engine.rules)
+        self._routes: RouteTable | None = None
         self._writer = self.engine.writer
         self._dry_run = self.engine.dry_run
         # The fast path: one in-memory limiter, no rules, a synchronous key function.
@@ -87,12 +101,22 @@ class RateLimitMiddleware:
         self._legacy = headers == "legacy"
         self._headers_off = headers is None
         self._state_cache = self._writer._state_cache
+        self._marks: tuple[Any, ...] = ((limiter, None),)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket" and self.websockets:
                 await self._websocket(scope, receive, send)
                 return
+            if self._rules_unchecked and scope["type"] == "lifespan":
+                self._check_rules(scope)
+            await self.app(scope, receive, send)
+            return
+        if (
+            scope["method"] == "OPTIONS"
+            and self._skip_preflights
+            and is_preflight(scope["headers"])
+        ):
             await self.app(scope, receive, send)
             return
         bucket = self._bucket
@@ -110,6 +134,9 @@ class RateLimitMiddleware:
                     return
             code = bucket._admit(key, self._legacy)
             if code >= 0:
+                # Per-route limits of the same limiter (RateLimit, limit) skip this request.
+                charged = scope.get(CHARGED)
+                scope[CHARGED] = self._marks if charged is None else charged + self._marks
                 if self._headers_off:
                     await self.app(scope, receive, send)
                     return
@@ -140,13 +167,26 @@ class RateLimitMiddleware:
             decision = limiter.hit(key)
             if _metrics._instruments is not None:
                 self.engine.record(decision.allowed, [(limiter, key, 1, decision)])
+            if decision.allowed:
+                mark_charged(scope, self._marks)
             if decision.allowed or self._dry_run:
                 extra = self._writer.single(limiter, decision)
                 await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
                 return
-            await self._reject(self._writer.rejection([(limiter, decision)]), send)
+            await self._reject(self._writer.rejection([(limiter, decision)]), scope, send)
             return
         await self._general(scope, receive, send)
+
+    def _check_rules(self, scope: Scope) -> None:
+        self._rules_unchecked = False
+        self._route_table(scope).warn_unmatched(self.engine.rules)
+
+    def _route_table(self, scope: Scope) -> RouteTable:
+        """The routes of the app in ``scope["app"]`` (read once: the app is one)."""
+        table = self._routes
+        if table is None:
+            table = self._routes = RouteTable(scope.get("app"))
+        return table
 
     async def _evaluate(self, scope: Scope) -> tuple[bool, list[Outcome]] | None:
         engine = self.engine
@@ -162,6 +202,8 @@ class RateLimitMiddleware:
         return allowed, outcomes
 
     async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._rules_unchecked:
+            self._check_rules(scope)
         result = await self._evaluate(scope)
         if result is None:
             await self.app(scope, receive, send)
@@ -169,12 +211,15 @@ class RateLimitMiddleware:
         allowed, outcomes = result
         pairs = [(lim, d) for lim, _, _, d in outcomes]
         if not allowed and not self._dry_run:
-            await self._reject(self._writer.rejection(pairs), send)
+            await self._reject(self._writer.rejection(pairs), scope, send)
             return
+        if allowed:
+            mark_charged(scope, tuple((lim, None) for lim, _ in pairs))
         extra = self._writer.encoded(self._writer.pairs(_shown(outcomes)))
         await self.app(scope, receive, _adding_headers(send, extra) if extra else send)
 
-    async def _reject(self, rejection: Rejection, send: Send) -> None:
+    async def _reject(self, rejection: Rejection, scope: Scope, send: Send) -> None:
+        self._route_table(scope).record(scope)
         await send(
             {
                 "type": "http.response.start",

@@ -9,7 +9,13 @@ redis-py for the token bucket's script. A few things it wants are not public
   attribute since 4.2);
 * async Redis storage on redis-py (``implementation="redispy"``, 4.2+);
 * the ``key_prefix`` option of the Redis storages (5.1+);
-* the registry of storage schemes (``limits.storage.SCHEMES``, undocumented).
+* the registry of storage schemes (``limits.storage.SCHEMES``, undocumented);
+* FastAPI's lazily included routers (``_IncludedRouter``, 0.16x: ``original_router``
+  and ``include_context.prefix``), whose routes the middleware reads to warn about
+  rules matching no route and to name a rejected request's route;
+* Starlette's per-request exception handlers (``scope["starlette.exception_handlers"]``,
+  undocumented, 0.31+), where the FastAPI dependency installs the handler that
+  answers its rejections exactly as the middleware does.
 
 Each shim below probes for its feature once, where the object is built (never per
 request), and otherwise takes a fallback made of public API only, with one warning
@@ -27,8 +33,10 @@ from typing import Any
 from ffrtmp_infra._fallback import warn_once
 
 __all__ = [
+    "add_exception_handler",
     "async_redis_client",
     "async_window_storage",
+    "fastapi_included_router",
     "known_limits_schemes",
     "sync_redis_client",
     "window_storage",
@@ -245,3 +253,47 @@ def async_window_storage(uri: str, options: dict[str, Any]) -> Any:
             "async Redis storage on redis-py (limits >= 4.2) is missing",
         )
     return storage
+
+
+# -- Starlette's exception handlers of the running app ------------------------------------
+
+
+def add_exception_handler(scope: Any, exc_class: type[BaseException], handler: Any) -> bool:
+    """Register ``handler`` for ``exc_class`` with the app serving ``scope`` (once).
+
+    Starlette's ``ExceptionMiddleware`` puts its handler dict in the scope, and
+    looks handlers up there when an exception escapes a route. An app-wide handler
+    set with ``add_exception_handler`` (kept by ``setdefault``) wins. Returns False
+    when the scope carries no such dict: the exception's own class (an
+    ``HTTPException``) then decides the answer.
+    """
+    found = scope.get("starlette.exception_handlers")
+    if isinstance(found, tuple) and found and isinstance(found[0], dict):
+        found[0].setdefault(exc_class, handler)
+        return True
+    warn_once(
+        _warned,
+        "ffrtmp_infra.ratelimit",
+        "Starlette",
+        "the FastAPI dependency's 429 (FastAPI's HTTPException body, same headers)",
+        'no scope["starlette.exception_handlers"]',
+    )
+    return False
+
+
+# -- FastAPI's included routers ------------------------------------------------------------
+
+
+def fastapi_included_router(route: Any) -> tuple[str, list[Any]] | None:
+    """(prefix, routes) of a router FastAPI included lazily; None for any other route.
+
+    FastAPI releases that copy an included router's routes into the app (all before
+    0.16x) need nothing here; newer ones keep one ``_IncludedRouter`` entry instead.
+    Without the attributes the routes are simply not seen (no warning, no route name).
+    """
+    router = getattr(route, "original_router", None)
+    prefix = getattr(getattr(route, "include_context", None), "prefix", None)
+    routes = getattr(router, "routes", None)
+    if isinstance(prefix, str) and isinstance(routes, list):
+        return prefix, routes
+    return None

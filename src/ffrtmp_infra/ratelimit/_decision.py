@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["Decision"]
 
 
@@ -18,11 +20,15 @@ class Decision:
         policy: the limiter's policy name (used in the ``RateLimit`` headers).
         storage_error: True when the shared storage failed and the limiter's
             failure policy decided instead.
+        limiter: the limiter that decided (what :func:`rate_limit_headers` and
+            :func:`rejection` read the policy's quota and window from); not compared
+            by ``==``.
     """
 
     __slots__ = (
         "allowed",
         "limit",
+        "limiter",
         "policy",
         "remaining",
         "reset_after",
@@ -39,6 +45,7 @@ class Decision:
         reset_after: float,
         policy: str = "default",
         storage_error: bool = False,
+        limiter: Any = None,
     ) -> None:
         self.allowed = allowed
         self.limit = limit
@@ -47,6 +54,7 @@ class Decision:
         self.reset_after = reset_after
         self.policy = policy
         self.storage_error = storage_error
+        self.limiter = limiter
 
     def __repr__(self) -> str:
         return (
@@ -58,6 +66,9 @@ class Decision:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+_COMPARED = tuple(name for name in Decision.__slots__ if name != "limiter")

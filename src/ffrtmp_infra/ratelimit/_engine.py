@@ -217,6 +217,7 @@ def _decisions(items: list[tuple[Any, str, int]], reply: list[int]) -> list[Deci
                 retry_us / 1e6,
                 reset_us / 1e6,
                 limiter.name,
+                limiter=limiter,
             )
         )
     return out

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from ffrtmp_infra.ratelimit._decision import Decision
 from ffrtmp_infra.ratelimit._errors import ConfigurationError
 
-__all__ = ["HeaderMode", "HeaderWriter", "Rejection"]
+__all__ = ["HeaderMode", "HeaderWriter", "Rejection", "rate_limit_headers", "rejection"]
 
 HeaderMode = Literal["draft10", "legacy"] | None
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
@@ -31,7 +31,16 @@ def _reset_seconds(limiter: Any, decision: Decision) -> int:
 
 
 class Rejection:
-    """A ready-to-send 429/503: status, header pairs (str) and the JSON body."""
+    """A ready-to-send 429 (or 503) exactly as the middleware answers it.
+
+    Attributes:
+        status: ``429``, or ``503`` when only a limiter failing closed on an
+            unreachable storage rejected.
+        headers: ``(name, value)`` pairs (str): ``Content-Type:
+            application/problem+json``, ``Retry-After``, ``Content-Length`` and the
+            quota headers of the header mode.
+        body: the RFC 9457 problem document (JSON bytes).
+    """
 
     __slots__ = ("body", "headers", "status")
 
@@ -145,3 +154,48 @@ class HeaderWriter:
         headers.append(("Content-Length", str(len(body))))
         headers += self.pairs(results)
         return Rejection(status, headers, body)
+
+
+_WRITERS = {mode: HeaderWriter(mode, encode=False) for mode in ("draft10", "legacy", None)}
+
+
+def _writer(mode: HeaderMode) -> HeaderWriter:
+    writer = _WRITERS.get(mode)
+    if writer is None:
+        HeaderWriter(mode, encode=False)  # raises the ConfigurationError naming the mode
+    assert writer is not None
+    return writer
+
+
+def _results(decisions: tuple[Decision, ...]) -> list[tuple[Any, Decision]]:
+    if not decisions:
+        raise TypeError("give at least one Decision")
+    results = []
+    for decision in decisions:
+        if not isinstance(decision, Decision) or decision.limiter is None:
+            raise TypeError(
+                f"expected a Decision returned by a limiter (it names the limiter), "
+                f"got {decision!r}"
+            )
+        results.append((decision.limiter, decision))
+    return results
+
+
+def rate_limit_headers(*decisions: Decision, mode: HeaderMode = "draft10") -> list[tuple[str, str]]:
+    """The quota header pairs an allowed response carries for ``decisions``.
+
+    ``mode`` is the middleware's ``headers=`` option: ``"draft10"`` gives
+    ``RateLimit-Policy`` and ``RateLimit`` (one list item per decision), ``"legacy"``
+    the ``X-RateLimit-*`` trio, ``None`` nothing. The middleware builds its headers
+    with the same code, so glue of your own answers exactly like it.
+    """
+    return _writer(mode).pairs(_results(decisions))
+
+
+def rejection(*decisions: Decision, mode: HeaderMode = "draft10") -> Rejection:
+    """The :class:`Rejection` the middleware sends when ``decisions`` rejected a request.
+
+    Give every decision taken for the request (the allowed ones appear in the quota
+    headers, the rejected ones in ``Retry-After`` and ``violated-policies``).
+    """
+    return _writer(mode).rejection(_results(decisions))

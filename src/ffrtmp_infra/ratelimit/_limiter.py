@@ -267,6 +267,7 @@ class Limiter:
                     new_tat - tolerance - now,
                     tat - now,
                     self.name,
+                    limiter=self,
                 )
             if known:
                 table.tats[i] = new_tat
@@ -279,6 +280,7 @@ class Limiter:
             0.0,
             new_tat - now,
             self.name,
+            limiter=self,
         )
 
     def _admit(self, key: str, legacy: bool) -> int:
@@ -335,7 +337,7 @@ class Limiter:
     def _impossible(self, cost: int) -> Decision:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        return Decision(False, self.burst, 0, math.inf, 0.0, self.name)
+        return Decision(False, self.burst, 0, math.inf, 0.0, self.name, limiter=self)
 
     # ------------------------------------------------------------ redis
     def _remote_args(self, cost: int) -> list[bytes]:
@@ -349,7 +351,13 @@ class Limiter:
         if self._down_until:
             self._recovered()
         return Decision(
-            bool(reply[0]), self.burst, int(reply[1]), reply[2] / 1e6, reply[3] / 1e6, self.name
+            bool(reply[0]),
+            self.burst,
+            int(reply[1]),
+            reply[2] / 1e6,
+            reply[3] / 1e6,
+            self.name,
+            limiter=self,
         )
 
     # ------------------------------------------------------------ failure policy
@@ -389,9 +397,11 @@ class Limiter:
         self._failed_decisions += 1
         _metrics.degraded(self.name, self.failure)
         if self.failure == "open":
-            return Decision(True, self.burst, self.burst, 0.0, 0.0, self.name, True)
+            return Decision(True, self.burst, self.burst, 0.0, 0.0, self.name, True, self)
         if self.failure == "closed":
-            return Decision(False, self.burst, 0, self.recovery_interval, 0.0, self.name, True)
+            return Decision(
+                False, self.burst, 0, self.recovery_interval, 0.0, self.name, True, self
+            )
         decision = self._local_hit(key, cost)
         decision.storage_error = True
         return decision

@@ -204,6 +204,7 @@ class WindowLimiter:
             0.0 if allowed else max(reset_after, 0.001),
             reset_after,
             self.name,
+            limiter=self,
         )
 
     async def _off_loop(self, method: Any, *args: Any) -> Any:
@@ -245,9 +246,11 @@ class WindowLimiter:
     def _degraded(self, key: str, cost: int) -> Decision:
         _metrics.degraded(self.name, self.failure)
         if self.failure == "open":
-            return Decision(True, self.amount, self.amount, 0.0, 0.0, self.name, True)
+            return Decision(True, self.amount, self.amount, 0.0, 0.0, self.name, True, self)
         if self.failure == "closed":
-            return Decision(False, self.amount, 0, self.recovery_interval, 0.0, self.name, True)
+            return Decision(
+                False, self.amount, 0, self.recovery_interval, 0.0, self.name, True, self
+            )
         if self._local is None:
             from limits.storage import MemoryStorage
 

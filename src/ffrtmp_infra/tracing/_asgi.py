@@ -42,6 +42,7 @@ from ffrtmp_infra.tracing._server import (
     parse_host,
     redact_query,
     route_name,
+    serves_this_request,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
@@ -190,7 +191,16 @@ class TracingMiddleware:
                 if carrier is None:
                     carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
-        if carrier is None:
+        span_kind = SpanKind.SERVER
+        ambient = otel_context.get_current()
+        if serves_this_request(trace.get_current_span(ambient)):
+            # An outer layer (FastAPI's own telemetry, a contrib instrumentor, a
+            # serverless adapter) opened this request's SERVER span and already
+            # continued any incoming trace: one trace per request, so ours is its child.
+            parent = ambient
+            span = None
+            span_kind = SpanKind.INTERNAL
+        elif carrier is None:
             parent = None
             span = plan.root_span()
         else:
@@ -205,12 +215,12 @@ class TracingMiddleware:
             )
             name = route_name(method, None) if kind == "http" else "WEBSOCKET"
             if plan.attribute_blind:
-                span = tracer.start_span(name, start_context, SpanKind.SERVER)
+                span = tracer.start_span(name, start_context, span_kind)
                 if span.is_recording():
                     span.set_attributes(_attributes(scope, method, original))
             else:
                 attributes = _attributes(scope, method, original)
-                span = tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
+                span = tracer.start_span(name, start_context, span_kind, attributes)
             plan.unprime()
         token = otel_context.attach(context_with_span(span, parent))
         try:

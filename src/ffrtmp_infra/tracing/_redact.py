@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from ffrtmp_infra.tracing._server import REDACTED, redact_query
@@ -50,12 +50,33 @@ def redact_url(url: str) -> str:
     return urlunsplit(SplitResult(parts.scheme, netloc, path, query, parts.fragment))
 
 
-def redact_argv(argv: Iterable[str]) -> list[str]:
-    """A command line safe to record: URLs redacted, values of secret options replaced."""
+def _redact_whole(arg: str) -> str:
+    """A secret argument: a URL keeps only its scheme and host, anything else goes."""
+    try:
+        parts = urlsplit(arg)
+        host = parts.hostname
+    except ValueError:
+        return REDACTED
+    if parts.scheme and host:
+        return f"{parts.scheme}://{host}/{REDACTED}"
+    return REDACTED
+
+
+def redact_argv(argv: Iterable[str], secrets: Collection[str] = ()) -> list[str]:
+    """A command line safe to record: URLs redacted, values of secret options replaced.
+
+    Arguments listed in ``secrets`` (say a push URL whose path is a stream key on a
+    server that is not RTMP) are reduced to ``scheme://host/REDACTED``, or to
+    ``REDACTED`` when they are not URLs.
+    """
     result: list[str] = []
     secret_next = False
     for raw in argv:
         arg = str(raw)
+        if arg in secrets:
+            result.append(_redact_whole(arg))
+            secret_next = False
+            continue
         if secret_next:
             result.append(REDACTED)
             secret_next = False

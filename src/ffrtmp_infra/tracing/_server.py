@@ -37,6 +37,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
     SpanContext,
+    SpanKind,
     TraceFlags,
     TraceState,
 )
@@ -371,6 +372,22 @@ def context_with_span(span: Span, parent: Context | None) -> Context:
     return trace.set_span_in_context(span, parent)
 
 
+def serves_this_request(span: Span) -> bool:
+    """Whether ``span``, current when a request reaches the middleware, is that request's.
+
+    True for a local SERVER span (FastAPI's own telemetry, a contrib
+    instrumentation or a serverless adapter around the app) and for a local
+    span that is not recording (such a layer's request that was not sampled).
+    The middleware's span then becomes its child instead of a second root.
+    Other ambient spans (a test's, an in-process caller's) are not the
+    request's: the server span starts clean, as a server would.
+    """
+    context = span.get_span_context()
+    if not context.is_valid or context.is_remote:
+        return False
+    return not span.is_recording() or getattr(span, "kind", None) is SpanKind.SERVER
+
+
 def parse_host(host: str) -> tuple[str, int | None]:
     """``("example.com", 8080)`` from a Host header value (IPv6 brackets removed)."""
     if host.startswith("["):
@@ -388,6 +405,23 @@ def route_name(method: str, route: str | None) -> str:
     """Span name per HTTP semconv: ``{method} {route}``, or just the method when unknown."""
     base = "HTTP" if method == "_OTHER" else method
     return f"{base} {route}" if route else base
+
+
+# Flask/Werkzeug rules and Django path(): <item_id>, <int:item_id>, <string(length=2):code>.
+_PLACEHOLDER = re.compile(r"<(?:[^<>:]+:)?(\w+)>")
+# Django re_path() named groups without nested parentheses: (?P<year>[0-9]{4}).
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^()]*\)")
+
+
+def route_template(pattern: str) -> str:
+    """``/items/{item_id}`` from a Flask rule or a Django route (``items/<int:item_id>``).
+
+    Converters and named regex groups become ``{name}``; a Django ``re_path``
+    loses its ``^`` and ``$`` anchors; the result starts with ``/``.
+    """
+    template = _PLACEHOLDER.sub(r"{\1}", _NAMED_GROUP.sub(r"{\1}", pattern))
+    template = template.removeprefix("^").removesuffix("$").removesuffix("\\Z")
+    return template if template.startswith("/") else "/" + template
 
 
 def exception_type(exc: BaseException) -> str:

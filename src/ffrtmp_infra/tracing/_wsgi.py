@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import Token
 from types import TracebackType
 from typing import Any
 
@@ -40,10 +41,11 @@ from ffrtmp_infra.tracing._server import (
     parse_host,
     redact_query,
     route_name,
+    serves_this_request,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
-__all__ = ["WSGITracingMiddleware"]
+__all__ = ["ENVIRON_KEY", "RequestSpan", "ServerSpans", "WSGITracingMiddleware"]
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -53,11 +55,128 @@ RouteGetter = Callable[[Environ], "str | None"]
 
 _ENV_VARS = ("OTEL_PYTHON_WSGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 ROUTE_KEY = "ffrtmp.route"
+#: The request's :class:`RequestSpan` in the environ while the app runs (for framework hooks).
+ENVIRON_KEY = "ffrtmp.tracing"
 
 
 def _environ_route(environ: Environ) -> str | None:
     route = environ.get(ROUTE_KEY)
     return route if isinstance(route, str) and route else None
+
+
+class RequestSpan:
+    """The span of one request, driven by the WSGI middleware or a framework adapter."""
+
+    __slots__ = ("_ended", "error", "method", "span")
+
+    def __init__(self, span: Span, method: str) -> None:
+        self.span = span
+        self.method = method
+        self.error: BaseException | None = None
+        self._ended = False
+
+    def respond(self, status_code: int | None, route: str | None) -> None:
+        """Record the response status (5xx is an error) and name the span after ``route``."""
+        span = self.span
+        if status_code is not None:
+            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
+            if status_code >= 500 and self.error is None:
+                span.set_attribute(ERROR_TYPE, str(status_code))
+                span.set_status(Status(StatusCode.ERROR))
+        if route:
+            span.set_attribute(HTTP_ROUTE, route)
+            span.update_name(route_name(self.method, route))
+
+    def fail(self, exc: BaseException) -> None:
+        """Record ``exc`` once (event, ``error.type`` = its class, ERROR status)."""
+        if self.error is exc:
+            return
+        self.error = exc
+        record_error(self.span, exc)
+        remember_span(exc, self.span.get_span_context())
+
+    def end(self) -> None:
+        """End the span now; later calls do nothing (a framework hook may end it first)."""
+        if not self._ended:
+            self._ended = True
+            self.span.end(time.time_ns())
+
+
+class ServerSpans:
+    """Opens the span of a request described by a WSGI environ (or Django's ``request.META``).
+
+    The span is the request's SERVER span, continuing an incoming
+    ``traceparent``; when another layer already opened a SERVER span for the
+    request (a contrib instrumentation around the app), it is that span's
+    INTERNAL child, so the request stays one trace.
+    """
+
+    def __init__(
+        self,
+        *,
+        excluded_urls: str | Sequence[str] | None,
+        tracer_provider: trace.TracerProvider | None,
+        env_vars: Sequence[str] = _ENV_VARS,
+    ) -> None:
+        self._exclusions = Exclusions.resolve(excluded_urls, env_vars)
+        self._fixed_provider = tracer_provider
+        self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
+        self._fields = PropagationFields()
+
+    def _current_plan(self) -> Plan:
+        provider = self._fixed_provider or global_provider()
+        plan = self._plan
+        if plan.provider is not provider:
+            plan = self._plan = Plan.build(provider)
+        return plan
+
+    def start(
+        self, environ: Environ, *, scheme: str | None = None
+    ) -> tuple[RequestSpan, Token[Context]] | None:
+        """(the request's span, the context token to detach), or None when not traced.
+
+        The span's context is attached (current) until the caller detaches the
+        token. ``scheme`` overrides ``wsgi.url_scheme`` (Django knows it better).
+        """
+        plan = self._current_plan()
+        if plan.tracer is None:
+            return None
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if self._exclusions.excluded(path or "/"):
+            return None
+        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
+        kind = SpanKind.SERVER
+        ambient = otel_context.get_current()
+        if serves_this_request(trace.get_current_span(ambient)):
+            parent: Context | None = ambient
+            span = None
+            kind = SpanKind.INTERNAL
+        else:
+            textmap = self._fields.current()
+            carrier: dict[str, str] = {}
+            for field, key in self._fields.environ_keys:
+                value = environ.get(key)
+                if value:
+                    carrier[field] = value
+            if carrier:
+                parent = self._fields.extract(textmap, carrier)
+                span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
+            else:
+                parent = None
+                span = plan.root_span()
+        if span is None:
+            start_context = parent if parent is not None else Context()
+            name = route_name(method, None)
+            if plan.attribute_blind:
+                span = plan.tracer.start_span(name, start_context, kind)
+                if span.is_recording():
+                    span.set_attributes(_attributes(environ, path, method, original, scheme))
+            else:
+                attributes = _attributes(environ, path, method, original, scheme)
+                span = plan.tracer.start_span(name, start_context, kind, attributes)
+            plan.unprime()
+        token = otel_context.attach(context_with_span(span, parent))
+        return RequestSpan(span, method), token
 
 
 class WSGITracingMiddleware:
@@ -81,66 +200,31 @@ class WSGITracingMiddleware:
         excluded_urls: str | Sequence[str] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         route_getter: RouteGetter | None = None,
+        env_vars: Sequence[str] = _ENV_VARS,
     ) -> None:
         self.wsgi_app = wsgi_app
-        self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
-        self._fixed_provider = tracer_provider
-        self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
-        self._fields = PropagationFields()
+        self._spans = ServerSpans(
+            excluded_urls=excluded_urls, tracer_provider=tracer_provider, env_vars=env_vars
+        )
         self._route_getter = route_getter or _environ_route
 
-    def _current_plan(self) -> Plan:
-        provider = self._fixed_provider or global_provider()
-        plan = self._plan
-        if plan.provider is not provider:
-            plan = self._plan = Plan.build(provider)
-        return plan
-
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        plan = self._current_plan()
-        if plan.tracer is None:
+        started = self._spans.start(environ)
+        if started is None:
             return self.wsgi_app(environ, start_response)
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if self._exclusions.excluded(path or "/"):
-            return self.wsgi_app(environ, start_response)
-
-        textmap = self._fields.current()
-        carrier: dict[str, str] = {}
-        for field, key in self._fields.environ_keys:
-            value = environ.get(key)
-            if value:
-                carrier[field] = value
-        if carrier:
-            parent = self._fields.extract(textmap, carrier)
-            span = plan.certain_drop(trace.get_current_span(parent).get_span_context())
-        else:
-            parent = None
-            span = plan.root_span()
-        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
-        if span is None:
-            start_context = parent if parent is not None else Context()
-            name = route_name(method, None)
-            if plan.attribute_blind:
-                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER)
-                if span.is_recording():
-                    span.set_attributes(_attributes(environ, path, method, original))
-            else:
-                attributes = _attributes(environ, path, method, original)
-                span = plan.tracer.start_span(name, start_context, SpanKind.SERVER, attributes)
-            plan.unprime()
-        token = otel_context.attach(context_with_span(span, parent))
+        request, token = started
         try:
-            if not span.is_recording():
+            if not request.span.is_recording():
                 return self.wsgi_app(environ, start_response)
-            return self._traced(environ, start_response, span, method)
+            return self._traced(environ, start_response, request)
         except Exception as exc:
-            remember_span(exc, span.get_span_context())
+            remember_span(exc, request.span.get_span_context())
             raise
         finally:
             otel_context.detach(token)
 
     def _traced(
-        self, environ: Environ, start_response: StartResponse, span: Span, method: str
+        self, environ: Environ, start_response: StartResponse, request: RequestSpan
     ) -> Iterable[bytes]:
         route_getter = self._route_getter
 
@@ -148,58 +232,40 @@ class WSGITracingMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             code = status.split(" ", 1)[0]
-            if code.isdigit():
-                status_code = int(code)
-                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
-                if status_code >= 500:
-                    span.set_attribute(ERROR_TYPE, code)
-                    span.set_status(Status(StatusCode.ERROR))
             try:
                 route = route_getter(environ)
             except Exception:  # a broken getter must not break the response
                 route = None
-            if route:
-                span.set_attribute(HTTP_ROUTE, route)
-                span.update_name(route_name(method, route))
+            request.respond(int(code) if code.isdigit() else None, route)
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
+        environ[ENVIRON_KEY] = request
         try:
             body = self.wsgi_app(environ, traced_start_response)
         except Exception as exc:
-            _record(span, exc)
-            span.end()
+            request.fail(exc)
+            request.end()
             raise
-        return _SpanClosingBody(body, span)
-
-
-def _record(span: Span, exc: BaseException) -> None:
-    record_error(span, exc)
-    remember_span(exc, span.get_span_context())
+        return _SpanClosingBody(body, request)
 
 
 class _SpanClosingBody:
     """The app's body iterable, ending the span when exhausted or closed."""
 
-    def __init__(self, body: Iterable[bytes], span: Span) -> None:
+    def __init__(self, body: Iterable[bytes], request: RequestSpan) -> None:
         self._body = body
-        self._span = span
-        self._ended = False
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._body
         except Exception as exc:
-            _record(self._span, exc)
-            self._end()
+            self._request.fail(exc)
+            self._request.end()
             raise
-        self._end()
-
-    def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._span.end(time.time_ns())
+        self._request.end()
 
     def close(self) -> None:
         try:
@@ -207,13 +273,15 @@ class _SpanClosingBody:
             if close is not None:
                 close()
         finally:
-            self._end()
+            self._request.end()
 
 
-def _attributes(environ: Environ, path: str, method: str, original: str | None) -> Attributes:
+def _attributes(
+    environ: Environ, path: str, method: str, original: str | None, scheme: str | None
+) -> Attributes:
     attributes: Attributes = {
         HTTP_REQUEST_METHOD: method,
-        URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
+        URL_SCHEME: scheme or environ.get("wsgi.url_scheme", "http"),
         URL_PATH: path or "/",
     }
     if original is not None:
