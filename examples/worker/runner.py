@@ -38,14 +38,14 @@ from examples.common.ffmpeg import (
 from examples.common.netpolicy import DestinationPolicy
 from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
 from examples.common.spec import SpecError as SpecFieldError
+from examples.worker.backoff import Backoff
 from examples.worker.client import (
     MasterClient,
     MasterError,
     MasterUnavailableError,
     SupersededError,
 )
-from examples.worker.telemetry import extract_headers, job_execute, record_error
-from ffrtmp_infra.tracing import redact_text, run_ffmpeg
+from ffrtmp_infra.tracing import extract_headers, job_execute, record_error, redact_text, run_ffmpeg
 
 __all__ = ["JobRunner"]
 
@@ -443,7 +443,7 @@ class JobRunner:
             # node stops heartbeating: no reason to hold up the shutdown for long.
             patience = min(patience, HAND_BACK_RETRY_S)
         deadline = time.monotonic() + patience
-        delay = 0.2
+        backoff = Backoff(first=0.2)
         while True:
             try:
                 self.client.result(self.job_id, report)
@@ -461,10 +461,10 @@ class JobRunner:
                     self.status = "rejected"
                     log.error("job %s: master rejected the result: %s", self.job_id, exc)
                     return
-                if time.monotonic() + delay > deadline:
+                pause = backoff.next(exc)
+                if time.monotonic() + pause > deadline:
                     self.status = "undelivered"
                     log.error("job %s: giving up on the result: %s", self.job_id, exc)
                     return
                 log.warning("job %s: result not delivered yet (%s); retrying", self.job_id, exc)
-                time.sleep(max(delay, getattr(exc, "retry_after", None) or 0.0))
-                delay = min(delay * 2, 5.0)
+                time.sleep(pause)

@@ -27,6 +27,8 @@ from typing import Any
 
 import ffrtmp_infra
 from examples.common.ffmpeg import find_ffmpeg
+from examples.common.telemetry import tracing_config
+from examples.worker.backoff import Backoff
 from examples.worker.capacity import Capacity, default_labels, detect_capacity
 from examples.worker.client import (
     MasterClient,
@@ -38,7 +40,7 @@ from examples.worker.client import (
 )
 from examples.worker.config import WorkerConfig
 from examples.worker.runner import JobRunner
-from examples.worker.telemetry import httpx_request_hook, start_tracing
+from ffrtmp_infra.tracing import httpx_request_hook, init_tracer
 
 __all__ = ["Worker"]
 
@@ -117,10 +119,13 @@ class Worker:
     def run(self) -> int:
         """Register, work until stopped, drain, deregister. Returns the exit code."""
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
-        tracing = start_tracing(
-            otlp_endpoint=self.config.otlp_endpoint,
-            sample_ratio=self.config.sample_ratio,
-            version=VERSION,
+        tracing = init_tracer(
+            tracing_config(
+                "ffrtmp-worker",
+                otlp_endpoint=self.config.otlp_endpoint,
+                sample_ratio=self.config.sample_ratio,
+                version=VERSION,
+            )
         )
         try:
             if not self._register_until_stopped():
@@ -140,8 +145,7 @@ class Worker:
             return self.exit_code
         finally:
             self.client.close()
-            if tracing is not None:
-                tracing.shutdown()
+            tracing.shutdown()
 
     # -- registration and heartbeats --------------------------------------------------------
 
@@ -197,21 +201,21 @@ class Worker:
         )
 
     def _register_until_stopped(self) -> bool:
-        delay = 0.1
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 self._register()
                 return True
-            except MasterUnavailableError as exc:
-                log.warning("master unreachable (%s); retrying in %.1fs", exc, delay)
-            except MasterError as exc:
-                if exc.status in (401, 403, 422):
+            except (MasterError, MasterUnavailableError) as exc:
+                if isinstance(exc, MasterError) and exc.status in (401, 403, 422):
                     log.error("registration refused: %s", exc)
                     self.exit_code = 2
                     return False
-                log.warning("registration failed (%s); retrying in %.1fs", exc, delay)
-            self._stopping.wait(delay)
-            delay = min(delay * 2, 5.0)
+                pause = backoff.next(exc)
+                unreachable = isinstance(exc, MasterUnavailableError)
+                what = "master unreachable" if unreachable else "registration failed"
+                log.warning("%s (%s); retrying in %.1fs", what, exc, pause)
+                self._stopping.wait(pause)
         return False
 
     def _heartbeat_loop(self) -> None:
@@ -270,7 +274,7 @@ class Worker:
         return len(self.runners) < self.max_jobs
 
     def _claim_loop(self) -> None:
-        delay = 0.1
+        backoff = Backoff()
         while not self._stopping.is_set():
             with self._slot_freed:
                 while not self._has_free_slot() and not self._stopping.is_set():
@@ -279,14 +283,13 @@ class Worker:
                 return
             try:
                 assignment = self.client.claim(self.node_id, self.config.claim_wait_s)
-                delay = 0.1
+                backoff.reset()
             except NodeUnknownError:
                 try:
                     self._register()
                 except (MasterError, MasterUnavailableError) as exc:
                     log.warning("re-registration failed: %s", exc)
-                    self._stopping.wait(delay)
-                    delay = min(delay * 2, 5.0)
+                    self._stopping.wait(backoff.next(exc))
                 continue
             except NodeRemovedError:
                 self._on_removed()
@@ -295,15 +298,14 @@ class Worker:
                 if isinstance(exc, MasterError) and exc.status in (401, 403):
                     self._on_refused(exc)
                     return
-                pause = max(delay, getattr(exc, "retry_after", None) or 0.0)
+                pause = backoff.next(exc)
                 log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
                 self._stopping.wait(pause)
-                delay = min(delay * 2, 5.0)
                 continue
-            except Exception:  # a bug or an answer nobody foresaw must not end the claims
-                log.exception("claim loop error; retrying in %.1fs", delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # a bug or an answer nobody foresaw must not end the claims
+                pause = backoff.next(exc)
+                log.exception("claim loop error; retrying in %.1fs", pause)
+                self._stopping.wait(pause)
                 continue
             if assignment is not None:
                 try:

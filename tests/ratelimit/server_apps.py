@@ -5,8 +5,8 @@ Each is built at import, in every worker process, from the environment:
 Every response names the worker that served it in ``X-Worker-Pid``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI resolves the endpoints' annotations,
+# and names imported inside the factories are not in the module's globals.
 import os
 from typing import Any
 
@@ -23,9 +23,27 @@ def limiter(name: str) -> Limiter:
 
 
 # ---------------------------------------------------------------- FastAPI (uvicorn --workers 2)
+def _with_worker_pid(app: Any) -> Any:
+    """Pure ASGI (nothing buffered): every HTTP response names its worker."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def send_with_pid(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-worker-pid", PID.encode())]
+            await send(message)
+
+        await app(scope, receive, send_with_pid)
+
+    return wrapped
+
+
 def _fastapi() -> Any:
-    from fastapi import Depends, FastAPI
+    import asyncio
+    from pathlib import Path
+
+    from fastapi import Depends, FastAPI, WebSocket
     from fastapi.responses import StreamingResponse
+    from starlette.middleware.cors import CORSMiddleware
 
     from ffrtmp_infra.ratelimit import RateLimitMiddleware, Rule
     from ffrtmp_infra.ratelimit.fastapi import RateLimit
@@ -38,22 +56,35 @@ def _fastapi() -> Any:
 
     @app.get("/stream")
     async def stream() -> StreamingResponse:
+        gate = Path(os.environ["FFRTMP_TEST_GATE"])
+
         async def chunks() -> Any:
-            for i in range(3):
-                yield f"chunk{i};".encode()
+            yield b"first;"
+            # The test opens the gate only after it has read the first chunk: a
+            # buffering middleware would hold that chunk until the loop gives up.
+            for _ in range(200):
+                if await asyncio.to_thread(gate.exists):
+                    yield b"released"
+                    return
+                await asyncio.sleep(0.05)
+            yield b"gave up"
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
-    site = limiter("site")
-    app.add_middleware(RateLimitMiddleware, limiter=site, rules=[Rule(path="/items", exempt=True)])
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
 
-    @app.middleware("http")
-    async def worker_pid(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers["X-Worker-Pid"] = PID
-        return response
-
-    return app
+    app.add_middleware(CORSMiddleware, allow_origins=["https://app.example"], allow_methods=["*"])
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiter("site"),
+        rules=[Rule(path="/items", exempt=True)],
+        websockets=True,
+    )
+    return _with_worker_pid(app)
 
 
 # ---------------------------------------------------------------- Flask (gunicorn -w 2)

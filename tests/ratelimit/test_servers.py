@@ -29,10 +29,11 @@ MAX_REQUESTS = 200  # per loop: enough for both workers to answer a few times ea
 
 
 @contextlib.contextmanager
-def serve(command: list[str], app: str, storage: str, port: int) -> Iterator[str]:
-    """Run a server command (``{port}`` filled in) until the block ends; yields its URL."""
+def serve(command: list[str], app: str, storage: str, port: int, **extra_env: str) -> Iterator[str]:
+    """Run a server command until the block ends; yields its URL."""
     env = {
         **os.environ,
+        **extra_env,
         "FFRTMP_TEST_APP": app,
         "FFRTMP_TEST_STORAGE": storage,
         "PYTHONPATH": str(ROOT),
@@ -98,19 +99,51 @@ def until_both_workers_answered(client: httpx.Client, path: str) -> list[httpx.R
     return responses
 
 
-def test_fastapi_under_two_uvicorn_workers_holds_a_redis_limit_exactly(redis_url: str) -> None:
+def test_fastapi_under_two_uvicorn_workers_holds_a_redis_limit_exactly(
+    redis_url: str, tmp_path: Path
+) -> None:
     port = free_port()
     target = "tests.ratelimit.server_apps:fastapi_app"
-    with serve(uvicorn(target, port), "fastapi", redis_url, port) as base, fresh_client(base) as c:
-        responses = until_both_workers_answered(c, "/items/1")
-        streamed = c.get("/stream")
-    assert len({r.headers["x-worker-pid"] for r in responses}) == 2, "one worker answered all"
-    statuses = [r.status_code for r in responses]
+    gate = tmp_path / "gate"
+    server = serve(uvicorn(target, port), "fastapi", redis_url, port, FFRTMP_TEST_GATE=str(gate))
+    with server as base, fresh_client(base) as client:
+        items = until_both_workers_answered(client, "/items/1")
+        origin = "https://app.example"
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        preflights = [client.options("/stream", headers=preflight) for _ in range(5)]
+        with client.stream("GET", "/stream") as streamed:
+            chunks = streamed.iter_raw()
+            first = next(chunks)
+            gate.touch()  # only now may the endpoint finish
+            rest = b"".join(chunks)
+        handshakes = [_websocket_status(base) for _ in range(3)]
+    assert len({r.headers["x-worker-pid"] for r in items}) == 2, "one worker answered all"
+    statuses = [r.status_code for r in items]
     assert statuses.count(200) == 3, statuses  # burst 3, shared by both processes
     assert set(statuses[3:]) == {429}
-    assert responses[3].headers["content-type"] == "application/problem+json"
-    assert streamed.text == "chunk0;chunk1;chunk2;"
+    assert items[3].headers["content-type"] == "application/problem+json"
+    # Preflights pass the limiter uncharged to CORS inside it ...
+    assert [r.status_code for r in preflights] == [200] * 5
+    assert all(r.headers["access-control-allow-origin"] == origin for r in preflights)
+    # ... so the site limit (burst 3) is untouched: the stream is its first unit.
+    assert streamed.status_code == 200
     assert streamed.headers["ratelimit"].startswith('"site";r=2;')
+    assert (first, rest) == (b"first;", b"released")  # streamed, not buffered
+    # Two more units, then the handshake is refused with a 429.
+    assert handshakes == [101, 101, 429]
+
+
+def _websocket_status(base: str) -> int:
+    """The HTTP status of a WebSocket handshake (101 when accepted)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        with connect(base.replace("http://", "ws://") + "/ws", open_timeout=10) as ws:
+            assert ws.recv(timeout=10) == "hello"
+            return 101
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
 
 
 def test_contract_flask_limit_under_two_gunicorn_workers_admits_exactly_3_of_10(
