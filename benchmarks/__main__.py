@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import _icount
-from benchmarks._harness import Table
+from benchmarks._harness import MissingTool, Table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         except _icount.ValgrindMissing as exc:
             print(f"python -m benchmarks: {exc}", file=sys.stderr)
             return 2
+    status = 0
     for suite in args.suites or suites:
         module = importlib.import_module(f"benchmarks.suite_{suite}")
         if args.icount:
@@ -76,12 +77,17 @@ def main(argv: list[str] | None = None) -> int:
             if args.write:
                 write_section(f"{suite}-icount", tables, before=suite)
         else:
-            tables = module.run(quick=args.quick)
+            try:
+                tables = module.run(quick=args.quick)
+            except MissingTool as exc:
+                print(f"python -m benchmarks: {suite}: {exc}", file=sys.stderr)
+                status = 2
+                continue
             if args.write:
                 write_section(suite, tables)
         for table in tables:
             print(table.text())
-    return 0
+    return status
 
 
 if __name__ == "__main__":

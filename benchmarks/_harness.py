@@ -15,6 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
+class MissingTool(RuntimeError):
+    """A program a suite needs (wrk, valgrind) is not installed; the message says which."""
+
+
 @dataclass
 class Table:
     """One Markdown table: a title, column names, rows of cells and notes below it."""

@@ -101,3 +101,33 @@ def test_tracing_icount_scenarios_run_and_compare_at_the_same_sampling() -> None
     )
     for name, make in spec.scenarios.items():
         assert make()(3) is None, name
+
+
+def test_http_quick_serves_every_scenario_through_uvicorn_and_wrk() -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is required (.ci/run installs it)")
+    done = _run("http", "--quick")
+    assert done.returncode == 0, done.stderr
+    rows = {}
+    for line in done.stdout.splitlines():
+        found = re.match(r"^(bare Starlette|ffrtmp \w+Middleware .*?)\s{2,}([\d,]+)\s", line)
+        if found:
+            rows[found.group(1)] = int(found.group(2).replace(",", ""))
+    assert set(rows) == {
+        "bare Starlette",
+        "ffrtmp RateLimitMiddleware (memory)",
+        "ffrtmp TracingMiddleware @ 10%",
+    }, done.stdout
+    assert min(rows.values()) > 0
+    assert "target: ffrtmp rate limiting >= 0.95x" in done.stdout
+
+
+def test_http_without_wrk_says_so_and_fails(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    done = _run("http", "--quick", env={**os.environ, "PATH": str(bindir)})
+    assert done.returncode == 2
+    assert "needs wrk" in done.stderr
+    assert "apt-get install wrk" in done.stderr
+    assert "Traceback" not in done.stderr

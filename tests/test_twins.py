@@ -182,6 +182,10 @@ RESOURCE_CASES: dict[str, list[Call]] = {
         _c("j\n", "n1", cpu=1),
         _c("j", "n1", cpu="lots"),
         _c("j", "n1", cpu=1, extended={"nv": 1}),
+        _c("j", "n1", cpu=1, owner="m", ttl=5),
+        _c("held", "n1", cpu=1, owner="m", ttl=5),  # the same request: the lease renewed
+        _c("j", "n1", cpu=1, owner="m"),  # an owner without a ttl
+        _c("j", "n1", cpu=1, ttl=0),
     ],
     "reserve_any": [
         _c("j", cpu=1),
@@ -192,7 +196,12 @@ RESOURCE_CASES: dict[str, list[Call]] = {
         _c("j", cpu=1, exclude="n1"),
         _c("held", cpu=1),
         _c("", cpu=1),
+        _c("j", cpu=1, owner="m", ttl=5),
+        _c("j", cpu=1, ttl=-1),
     ],
+    "renew": [_c("held"), _c("held", ttl=5), _c("none"), _c(""), _c("held", ttl=0)],
+    "renew_owner": [_c("m"), _c(""), _c("m", ttl=float("nan"))],
+    "expire": [_c()],
     "release": [_c("held"), _c("none"), _c(""), _c(None), _c(["held"]), _c("x" * 300)],
     "get_reservation": [_c("held"), _c("none"), _c(""), _c(None)],
     "get_available_nodes": [
@@ -216,6 +225,9 @@ BACKEND_VIA = {
     "reserve_any": "reserve_any",
     "release": "release",
     "get_reservation": "get_reservation",
+    "renew": "renew",
+    "renew_owner": "renew_owner",
+    "expire": "expire",
     "available_nodes": "get_available_nodes",
     "snapshot": "snapshot",
     "close": "close",

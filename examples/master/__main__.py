@@ -146,6 +146,18 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="several masters on one database: the active one holds the duties lease this "
         "long per renewal; a standby takes over within 4/3 of it (default 10)",
     )
+    sched.add_argument(
+        "--ledger-redis",
+        metavar="URL",
+        help="keep the resource ledger in Redis (redis://...) instead of the active master's "
+        "memory; its reservations are then leases of this master, renewed every second",
+    )
+    sched.add_argument(
+        "--reservation-ttl",
+        type=float,
+        help="with --ledger-redis: a reservation not renewed this long (a dead master's) "
+        "expires and its capacity comes back (default 3 heartbeat intervals)",
+    )
 
     tracing = parser.add_argument_group("tracing")
     tracing.add_argument(
@@ -231,17 +243,6 @@ def _tls_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
     return options
 
 
-def _tracing_wanted(endpoint: str | None) -> bool | None:
-    """On with ``--otlp-endpoint``; else as the OTEL_* environment says; else off.
-
-    Off by default so a master without a collector does not log export errors.
-    """
-    if endpoint:
-        return True
-    env = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    return None if any(os.environ.get(name) for name in env) else False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -286,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_nodes=args.max_nodes,
             prune_offline_after=args.prune_offline_after,
             lease_ttl=args.lease_ttl,
+            ledger_redis=args.ledger_redis,
+            reservation_ttl=args.reservation_ttl,
         )
     except ConfigError as exc:
         parser.error(str(exc))
@@ -304,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+    import ffrtmp_infra
+    from examples.common.telemetry import tracing_config
     from examples.master.app import create_app
     from examples.master.connguard import (
         FD_RESERVE,
@@ -311,14 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         guarded_protocol,
         raise_fd_limit,
     )
-    from ffrtmp_infra.tracing import TracingConfig, init_tracer
+    from ffrtmp_infra.tracing import init_tracer
 
     try:
-        tracing_config = TracingConfig(
-            service_name="ffrtmp-master",
+        tracing_settings = tracing_config(
+            "ffrtmp-master",
             otlp_endpoint=args.otlp_endpoint,
-            enabled=_tracing_wanted(args.otlp_endpoint),
             sample_ratio=args.sample_ratio,
+            version=ffrtmp_infra.__version__,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -341,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     from examples.master.errors import SchemaTooNew, StoreUnavailable
 
-    tracing = init_tracer(tracing_config)
+    tracing = init_tracer(tracing_settings)
     try:
         # Flushed in the lifespan: on SIGTERM uvicorn re-raises the signal after its graceful
         # shutdown, so the finally below runs only on SIGINT and errors.

@@ -37,7 +37,7 @@ from ffrtmp_infra.ratelimit import (
     client_ip,
     instrument,
 )
-from ffrtmp_infra.resources import ResourceManager
+from ffrtmp_infra.resources import RedisBackend, ResourceManager
 from ffrtmp_infra.tracing import DEFAULT_EXCLUDED_URLS, TracingMiddleware
 
 __all__ = ["MasterApp", "create_app"]
@@ -47,6 +47,8 @@ log = logging.getLogger("examples.master")
 #: Chatter kept out of traces: heartbeats (hundreds a second at scale), 30-s long-poll
 #: claims (the handed-over job is traced by job.assign instead) and progress reports
 #: (several a second per job). Health and metrics are the library's defaults.
+#: the key prefix of the resource ledger in Redis (``--ledger-redis``)
+LEDGER_PREFIX = "ffrtmp-master"
 UNTRACED_PATHS = (
     *DEFAULT_EXCLUDED_URLS,
     r"^/nodes/[^/]+/heartbeat$",
@@ -133,7 +135,9 @@ def create_app(
     metrics = metrics or MasterMetrics()
     store = store or open_store(config.db)
     resources = resources or ResourceManager(
-        scorer=config.placement, meter_provider=metrics.meter_provider
+        RedisBackend(config.ledger_redis, prefix=LEDGER_PREFIX) if config.ledger_redis else None,
+        scorer=config.placement,
+        meter_provider=metrics.meter_provider,
     )
     scheduler = Scheduler(store, resources, config, metrics=metrics)
     auth = Authenticator(

@@ -36,7 +36,11 @@ class MasterConfig:
     nodes are registered at once; offline nodes are forgotten (record and token) after
     ``prune_offline_after`` seconds of silence. Of several masters on one database, the one
     holding the duties lease is active; a standby takes over within ``lease_ttl`` seconds
-    (plus a third of it) of the active master's death.
+    (plus a third of it) of the active master's death. ``ledger_redis`` (a ``redis://`` URL)
+    keeps the resource ledger in Redis instead of the active master's memory; its
+    reservations are then leases owned by the master, renewed every monitor tick and
+    expiring ``reservation_ttl`` seconds (default three heartbeat intervals) after the last
+    renewal, so capacity reserved by a master that died comes back on its own.
     """
 
     db: str = "master.db"
@@ -62,6 +66,8 @@ class MasterConfig:
     max_nodes: int = 10_000
     prune_offline_after: float = 86_400.0
     lease_ttl: float = 10.0
+    ledger_redis: str | None = None
+    reservation_ttl: float | None = None
     destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def __post_init__(self) -> None:
@@ -83,6 +89,12 @@ class MasterConfig:
             "lease_ttl",
         ):
             _positive(name, getattr(self, name))
+        if self.reservation_ttl is not None:
+            _positive("reservation_ttl", self.reservation_ttl)
+        if self.ledger_redis is not None and not self.ledger_redis.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("ledger_redis must be a redis://, rediss:// or unix:// URL")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ConfigError(
                 f"heartbeat_timeout ({self.heartbeat_timeout}) must be greater than "
@@ -110,3 +122,8 @@ class MasterConfig:
             key = getattr(self, name)
             if key is not None and len(key) < 16:
                 raise ConfigError(f"{name} must be at least 16 characters long, got {len(key)}")
+
+    @property
+    def reservation_lease(self) -> float:
+        """Seconds a shared-ledger reservation lives without renewal."""
+        return self.reservation_ttl or 3 * self.heartbeat_interval

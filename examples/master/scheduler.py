@@ -13,6 +13,11 @@ placed; once one job of a scenario fails to fit, the rest of that scenario are
 skipped for the pass (capacity only shrinks during a pass). The placed job goes
 into the chosen node's mailbox, and the node's pending long-poll claim returns
 at once.
+
+With a shared ledger (the resource manager on Redis) every reservation is a lease
+owned by this master (its duties-lease holder id), renewed every monitor tick: if
+the master dies, between reserve and the store commit or later, the capacity comes
+back when the lease runs out instead of staying taken for good.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from examples.master.jobqueue import JobQueue, QueuedJob
 from examples.master.lease import Lease
 from examples.master.metrics import MasterMetrics, StateSource
 from examples.master.store import ACTIVE, AttemptRecord, JobRecord, NodeRecord, Store
-from ffrtmp_infra.resources import Reservation, ResourceError, ResourceManager
+from ffrtmp_infra.resources import MemoryBackend, Reservation, ResourceError, ResourceManager
 from ffrtmp_infra.tracing import extract_headers, inject_headers, job_assign, job_create
 
 __all__ = ["ActiveJob", "NodeState", "Scheduler"]
@@ -113,6 +118,13 @@ class Scheduler:
         self._exclude_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.placements = 0
         self.lease = Lease(store, config.lease_ttl, clock=clock)
+        #: reservations in a shared ledger are leases of this master (see the module doc)
+        self.shared_ledger = not isinstance(resources.backend, MemoryBackend)
+        self._reservation_lease: dict[str, Any] = (
+            {"owner": self.lease.holder, "ttl": config.reservation_lease}
+            if self.shared_ledger
+            else {}
+        )
         #: True while another master holds the duties lease (see :mod:`examples.master.lease`)
         self.standby = False
         self._leased = False  # started with the lease loop (unit tests drive a bare scheduler)
@@ -197,8 +209,9 @@ class Scheduler:
         self._duties = []
         for node_id, node in self.nodes.items():
             node.wakeup.set()
-            with contextlib.suppress(ResourceError):
-                self.resources.unregister_node(node_id)
+            if not self.shared_ledger:  # a shared one is the next active master's
+                with contextlib.suppress(ResourceError):
+                    self.resources.unregister_node(node_id)
         self.queue = JobQueue()
         self.nodes.clear()
         self.active.clear()
@@ -272,11 +285,21 @@ class Scheduler:
                 else:
                     self._end_attempt(job, "superseded", "not resumable after a master restart")
                     self._requeue(job, retry_at=None)
+        if self.shared_ledger:  # nodes a previous master knew and the store says are gone
+            with contextlib.suppress(ResourceError):
+                for node_id in set(self.resources.snapshot().nodes) - set(self.nodes):
+                    self.resources.unregister_node(node_id)
         log.info("recovered %d queued and %d active jobs", len(self.queue), len(self.active))
 
     def _re_reserve(self, job: JobRecord) -> bool:
+        """Hold (or adopt, in a shared ledger) the reservation of an active job."""
         try:
-            self.resources.reserve(job.id, job.node_id or "", **_resource_request(job.scenario))
+            self.resources.reserve(
+                job.id,
+                job.node_id or "",
+                **_resource_request(job.scenario),
+                **self._reservation_lease,
+            )
         except ResourceError as exc:
             log.warning("job %s no longer fits on node %s: %s", job.id, job.node_id, exc)
             return False
@@ -644,6 +667,7 @@ class Scheduler:
     def _reserve(self, queued: QueuedJob, excluded: tuple[str, ...]) -> Reservation | None:
         """Reserve resources for a queued job, preferring another node than its last one."""
         request = _resource_request(queued.scenario)
+        request.update(self._reservation_lease)
         if queued.avoid is not None and queued.avoid in self.nodes:
             with contextlib.suppress(ResourceError):
                 return self.resources.reserve_any(
@@ -735,6 +759,7 @@ class Scheduler:
         """Mark silent nodes offline, fail stale attempts, release due retries."""
         if not self._acting():
             return
+        self._renew_reservations()
         self._adopt_submitted()
         now = self.clock()
         with self.store.batch():
@@ -767,6 +792,22 @@ class Scheduler:
         if due:
             self._fresh.update(due)
             self.kick()
+
+    def _renew_reservations(self) -> None:
+        """Renew this master's leases in a shared ledger (one round trip); an active job
+        whose lease ran out anyway (Redis was unreachable for longer than its ttl) takes
+        its reservation again, or is logged when its node no longer has room."""
+        if not self.shared_ledger:
+            return
+        try:
+            renewed = set(self.resources.renew_owner(self.lease.holder))
+        except ResourceError as exc:
+            log.warning("cannot renew the reservation leases: %s", exc)
+            return
+        for job_id in self.active.keys() - renewed:
+            job = self.store.get_job(job_id)
+            if job is not None and not self._re_reserve(job):
+                log.warning("job %s runs without a reservation: its lease ran out", job_id)
 
     def prune_offline(self) -> list[str]:
         """Forget nodes offline for longer than ``prune_offline_after``; returns their ids."""

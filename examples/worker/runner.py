@@ -45,8 +45,7 @@ from examples.worker.client import (
     MasterUnavailableError,
     SupersededError,
 )
-from examples.worker.telemetry import extract_headers, job_execute, record_error
-from ffrtmp_infra.tracing import redact_text, run_ffmpeg
+from ffrtmp_infra.tracing import extract_headers, job_execute, record_error, redact_text, run_ffmpeg
 
 __all__ = ["JobRunner"]
 

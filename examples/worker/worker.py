@@ -27,6 +27,7 @@ from typing import Any
 
 import ffrtmp_infra
 from examples.common.ffmpeg import find_ffmpeg
+from examples.common.telemetry import tracing_config
 from examples.worker.backoff import Backoff
 from examples.worker.capacity import Capacity, default_labels, detect_capacity
 from examples.worker.client import (
@@ -39,7 +40,7 @@ from examples.worker.client import (
 )
 from examples.worker.config import WorkerConfig
 from examples.worker.runner import JobRunner
-from examples.worker.telemetry import httpx_request_hook, start_tracing
+from ffrtmp_infra.tracing import httpx_request_hook, init_tracer
 
 __all__ = ["Worker"]
 
@@ -118,10 +119,13 @@ class Worker:
     def run(self) -> int:
         """Register, work until stopped, drain, deregister. Returns the exit code."""
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
-        tracing = start_tracing(
-            otlp_endpoint=self.config.otlp_endpoint,
-            sample_ratio=self.config.sample_ratio,
-            version=VERSION,
+        tracing = init_tracer(
+            tracing_config(
+                "ffrtmp-worker",
+                otlp_endpoint=self.config.otlp_endpoint,
+                sample_ratio=self.config.sample_ratio,
+                version=VERSION,
+            )
         )
         try:
             if not self._register_until_stopped():
@@ -141,8 +145,7 @@ class Worker:
             return self.exit_code
         finally:
             self.client.close()
-            if tracing is not None:
-                tracing.shutdown()
+            tracing.shutdown()
 
     # -- registration and heartbeats --------------------------------------------------------
 
@@ -209,7 +212,9 @@ class Worker:
                     self.exit_code = 2
                     return False
                 pause = backoff.next(exc)
-                log.warning("registration failed (%s); retrying in %.1fs", exc, pause)
+                unreachable = isinstance(exc, MasterUnavailableError)
+                what = "master unreachable" if unreachable else "registration failed"
+                log.warning("%s (%s); retrying in %.1fs", what, exc, pause)
                 self._stopping.wait(pause)
         return False
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ffrtmp_infra.resources import MemoryBackend, RedisBackend, ResourceManager
+from tests.ratelimit.conftest import FakeClock
 
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -27,7 +28,7 @@ def make_manager(backend_name: str, request: pytest.FixtureRequest) -> Iterator[
 
     def make(*, prefix: str | None = None, **kwargs: Any) -> ResourceManager:
         if backend_name == "memory":
-            backend: Any = MemoryBackend()
+            backend: Any = MemoryBackend(clock=FakeClock())
         else:
             # A fresh prefix per manager keeps Hypothesis examples apart; pass the same
             # prefix to model two masters sharing one ledger.
@@ -45,3 +46,13 @@ def make_manager(backend_name: str, request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture
 def manager(make_manager: MakeManager) -> ResourceManager:
     return make_manager()
+
+
+def advance(manager: ResourceManager, seconds: float) -> None:
+    """Move the manager's ledger clock forward: the memory backend's fake clock, or the
+    offset the Redis scripts add to server TIME."""
+    backend: Any = manager.backend
+    if isinstance(backend, MemoryBackend):
+        backend._clock.advance(seconds)  # type: ignore[attr-defined]
+    else:
+        backend._clock_offset_ms += round(seconds * 1000)

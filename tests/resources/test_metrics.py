@@ -50,7 +50,7 @@ def test_utilisation_and_reservation_counts(make_manager: MakeManager) -> None:
         ("n1", "nvenc"): 0.25,
     }
     counts = {p.attributes["outcome"]: p.value for p in points["ffrtmp.resources.reservations"]}
-    assert counts == {"reserved": 2, "released": 1, "rejected": 1, "evicted": 0}
+    assert counts == {"reserved": 2, "released": 1, "rejected": 1, "evicted": 0, "expired": 0}
     active = {
         p.attributes["node_id"]: p.value for p in points["ffrtmp.resources.reservations.active"]
     }

@@ -16,12 +16,15 @@ import pytest
 from ffrtmp_infra.resources import (
     BackendUnavailableError,
     InvalidAmountError,
+    MemoryBackend,
     RedisBackend,
     ResourceError,
     ResourceManager,
 )
+from tests.ratelimit.conftest import FakeClock
 from tests.support.redis_server import RedisServer
 
+from .conftest import advance
 from .invariants import check_invariants
 
 pytestmark = pytest.mark.redis
@@ -78,6 +81,7 @@ def test_each_operation_is_one_round_trip(
     m.drain("warm")
     m.get_available_nodes(cpu=1)
     m.snapshot()
+    m.expire()
     m.unregister_node("warm")
     m.register_node("n1", cpu=8, gpu=1, ram_gb=16)
     m.register_node("n2", cpu=8, ram_gb=16)
@@ -89,6 +93,10 @@ def test_each_operation_is_one_round_trip(
         ("unregister", lambda: m.unregister_node("n2")),
         ("register", lambda: m.register_node("n3", cpu=4)),
         ("snapshot", m.snapshot),
+        ("reserve with a lease", lambda: m.reserve("c", "n1", cpu=1, owner="me", ttl=30)),
+        ("renew_owner", lambda: m.renew_owner("me")),
+        ("renew", lambda: m.renew("c")),
+        ("expire", m.expire),
     ]
     for name, op in ops:
         assert _commands_from_clients(redis_server, op) == ["EVALSHA"], name
@@ -192,11 +200,12 @@ def test_redis_scripts_behave_exactly_like_the_memory_backend(
     redis_server: RedisServer, scorer: str, seed: int
 ) -> None:
     """Random workloads (reserve, reserve_any with selectors/exclusions/extended
-    resources, release, drain, shrinking re-registration) give identical results."""
+    resources and leases, release, renew, time passing, drain, shrinking
+    re-registration) give identical results."""
     import random
 
     rnd = random.Random(f"{scorer}{seed}")
-    memory = ResourceManager(scorer=scorer)
+    memory = ResourceManager(MemoryBackend(clock=FakeClock()), scorer=scorer)
     redis_ = ResourceManager(
         RedisBackend(redis_server.url, prefix=f"eq-{uuid.uuid4().hex}"), scorer=scorer
     )
@@ -221,8 +230,24 @@ def test_redis_scripts_behave_exactly_like_the_memory_backend(
     live: list[str] = []
     for step in range(300):
         roll, node = rnd.random(), f"n{rnd.randrange(40):02}"
-        if live and roll < 0.35:
+        if live and roll < 0.3:
             both("release", live.pop(rnd.randrange(len(live))))
+            continue
+        if roll < 0.35:
+            # Whole 100 s: Redis' clock (server TIME plus the offset) runs a few ms
+            # ahead of the fake one, never across a deadline.
+            lease_roll = rnd.random()
+            if lease_roll < 0.3:
+                # (leases due at the same model time expire in real-time order on Redis)
+                expired = []
+                for m in (memory, redis_):
+                    advance(m, 100)
+                    expired.append(sorted(m.expire()))
+                assert expired[0] == expired[1]
+            elif lease_roll < 0.6:
+                both("renew_owner", rnd.choice("ab"), ttl=rnd.choice([None, 100]))
+            else:
+                both("renew", f"j{rnd.randrange(step + 1)}", ttl=rnd.choice([None, 200]))
             continue
         if roll < 0.4:
             both("drain" if rnd.random() < 0.5 else "undrain", node)
@@ -236,6 +261,8 @@ def test_redis_scripts_behave_exactly_like_the_memory_backend(
             "gpu": rnd.choice([0, 0, 1]),
             "extended": {"nv": rnd.choice([0, 0, 1, 2])},
         }
+        if rnd.random() < 0.5:
+            request.update(ttl=rnd.choice([100, 200, 300]), owner=rnd.choice(["a", "b", None]))
         job = f"j{step}"
         if rnd.random() < 0.3:
             outcome = both("reserve", job, node, **request)
@@ -247,6 +274,8 @@ def test_redis_scripts_behave_exactly_like_the_memory_backend(
             live.append(job)
         both("get_available_nodes", cpu=1, extended={"nv": 1})
     assert memory.snapshot() == redis_.snapshot()
+    assert memory.counters() == redis_.counters()
+    assert memory.counters()["expired"] > 0
     redis_.close()
 
 
@@ -304,3 +333,50 @@ def test_the_redis_index_places_exactly_like_the_memory_index(
             live.append(job)
     assert memory.snapshot() == redis_.snapshot()
     redis_.close()
+
+
+LEASE_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from ffrtmp_infra.resources import RedisBackend, ResourceManager
+    url, prefix = sys.argv[1:3]
+    m = ResourceManager(RedisBackend(url, prefix=prefix))
+    m.reserve("job-1", "n", cpu=2, gpu=1, ram_gb=4, owner="master-a", ttl=3)
+    print("reserved", flush=True)
+    time.sleep(600)  # "about to commit the assignment": killed here
+    """
+)
+
+
+def test_a_master_killed_between_reserve_and_commit_leaks_nothing(
+    redis_server: RedisServer,
+) -> None:
+    import signal
+    import time
+
+    prefix = f"kill-{uuid.uuid4().hex}"
+    survivor = ResourceManager(RedisBackend(redis_server.url, prefix=prefix))
+    survivor.register_node("n", cpu=2, gpu=1, ram_gb=4)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER, redis_server.url, prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "reserved"
+        assert survivor.get_available_nodes(cpu=1) == []
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(10) == -signal.SIGKILL
+        # Nobody renews the lease: within its ttl (3 s) the node is whole again.
+        give_up = time.monotonic() + 30
+        while survivor.get_reservation("job-1") is not None and time.monotonic() < give_up:
+            time.sleep(0.1)
+        node = survivor.get_node("n")
+        assert node.available == node.allocatable
+        assert survivor.counters()["expired"] == 1
+        survivor.reserve("job-2", "n", cpu=2, gpu=1, ram_gb=4)
+    finally:
+        holder.kill()
+        holder.wait(10)
+        survivor.close()

@@ -10,14 +10,17 @@ from ._backend import Backend
 from ._errors import InvalidAmountError
 from ._memory import MemoryBackend
 from ._quantity import (
+    Lease,
     check_id,
     check_job,
     check_name,
     parse_count,
     parse_cpu,
     parse_extended,
+    parse_lease,
     parse_ram,
     parse_request,
+    parse_ttl,
 )
 from ._scoring import Scorer, Selector, parse_selector, resolve_scorer
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
@@ -179,14 +182,35 @@ class ResourceManager:
         selector: SelectorSpec | None,
         exclude: Iterable[str],
         scorer: str | Scorer | None,
-    ) -> tuple[str, int, int, int, dict[str, int], Selector, frozenset[str], Scorer]:
+        owner: str | None,
+        ttl: float | None,
+    ) -> tuple[str, int, int, int, dict[str, int], Selector, frozenset[str], Scorer, Lease | None]:
         job_id = check_job(job_id)
         rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         return (
             job_id, rc, rr, rg, ext,
             self._selector(selector), self._exclude(exclude), self._scorer_for(scorer),
+            parse_lease(owner, ttl),
         )  # fmt: skip
+
+    @staticmethod
+    def _reserve_args(
+        job_id: str,
+        node_id: str,
+        cpu: Amount,
+        gpu: Amount,
+        ram_gb: Amount,
+        extended: Mapping[str, Amount] | None,
+        owner: str | None,
+        ttl: float | None,
+    ) -> tuple[str, str, int, int, int, dict[str, int], Lease | None]:
+        job_id = check_job(job_id)
+        if type(node_id) is not str:
+            check_id(node_id, "node_id")
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
+        ext = parse_extended(extended) if extended else _NO_EXT
+        return job_id, node_id, rc, rr, rg, ext, parse_lease(owner, ttl)
 
     def _available_args(
         self,
@@ -289,20 +313,22 @@ class ResourceManager:
         gpu: Amount = 0,
         ram_gb: Amount = 0,
         extended: Mapping[str, Amount] | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> Reservation:
         """Reserve the request on ``node_id`` for ``job_id``, all or nothing.
 
         Reserving the same job again with the same request returns the existing
-        reservation; a different request raises DuplicateJobError.
+        reservation; a different request raises DuplicateJobError. With ``ttl``
+        (seconds) the reservation is a lease: unless renewed (:meth:`renew`,
+        :meth:`renew_owner`, or reserving it again with a ttl) within ``ttl`` it
+        expires and gives everything back. ``owner`` names who renews it.
         """
         # A MemoryBackend's instance gets its backend's reserve_request instead (see
         # __init__): the same parsing and checks in one call. This is every other backend's.
-        job_id = check_job(job_id)
-        if type(node_id) is not str:
-            check_id(node_id, "node_id")
-        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else _NO_EXT
-        return self._backend.reserve(job_id, node_id, rc, rr, rg, ext)
+        return self._backend.reserve(
+            *self._reserve_args(job_id, node_id, cpu, gpu, ram_gb, extended, owner, ttl)
+        )
 
     async def areserve(
         self,
@@ -313,14 +339,13 @@ class ResourceManager:
         gpu: Amount = 0,
         ram_gb: Amount = 0,
         extended: Mapping[str, Amount] | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve`."""
-        job_id = check_job(job_id)
-        if type(node_id) is not str:
-            check_id(node_id, "node_id")
-        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
-        ext = parse_extended(extended) if extended else _NO_EXT
-        return await self._backend.areserve(job_id, node_id, rc, rr, rg, ext)
+        return await self._backend.areserve(
+            *self._reserve_args(job_id, node_id, cpu, gpu, ram_gb, extended, owner, ttl)
+        )
 
     def reserve_any(
         self,
@@ -333,15 +358,20 @@ class ResourceManager:
         selector: SelectorSpec | None = None,
         exclude: Iterable[str] = (),
         scorer: str | Scorer | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> Reservation:
         """Filter, score and reserve in one atomic step; the reservation names the node.
 
         ``selector`` keeps nodes whose labels match (``{"gpu_type": "a100"}``, a
         collection of values meaning any of them); ``exclude`` skips node ids.
+        ``owner`` and ``ttl`` make it a lease, as in :meth:`reserve`.
         Raises NoNodeAvailableError when nothing fits.
         """
         return self._backend.reserve_any(
-            *self._any_args(job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer)
+            *self._any_args(
+                job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer, owner, ttl
+            )
         )
 
     async def areserve_any(
@@ -355,10 +385,14 @@ class ResourceManager:
         selector: SelectorSpec | None = None,
         exclude: Iterable[str] = (),
         scorer: str | Scorer | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> Reservation:
         """Async twin of :meth:`reserve_any`."""
         return await self._backend.areserve_any(
-            *self._any_args(job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer)
+            *self._any_args(
+                job_id, cpu, gpu, ram_gb, extended, selector, exclude, scorer, owner, ttl
+            )
         )
 
     def release(self, job_id: str) -> Reservation | None:
@@ -372,6 +406,49 @@ class ResourceManager:
     async def arelease(self, job_id: str) -> Reservation | None:
         """Async twin of :meth:`release`."""
         return await self._backend.arelease(job_id)
+
+    # -- leases --------------------------------------------------------------------
+
+    def renew(self, job_id: str, *, ttl: float | None = None) -> Reservation | None:
+        """Push the job's lease deadline to ``ttl`` seconds from now (its own ttl when None).
+
+        Returns the reservation, or None if the job holds nothing (released, or the
+        lease already expired: its resources may be someone else's by now). ``ttl`` on
+        a reservation without a lease gives it one; without ``ttl`` it is left as is.
+        """
+        check_id(job_id, "job_id")
+        return self._backend.renew(job_id, None if ttl is None else parse_ttl(ttl))
+
+    async def arenew(self, job_id: str, *, ttl: float | None = None) -> Reservation | None:
+        """Async twin of :meth:`renew`."""
+        check_id(job_id, "job_id")
+        return await self._backend.arenew(job_id, None if ttl is None else parse_ttl(ttl))
+
+    def renew_owner(self, owner: str, *, ttl: float | None = None) -> list[str]:
+        """Renew every lease ``owner`` holds, atomically (one Redis round trip).
+
+        Each lease gets ``ttl`` or its own ttl. Returns the renewed job ids, sorted: a
+        job of the owner's that is missing has lost its lease.
+        """
+        check_id(owner, "owner")
+        return self._backend.renew_owner(owner, None if ttl is None else parse_ttl(ttl))
+
+    async def arenew_owner(self, owner: str, *, ttl: float | None = None) -> list[str]:
+        """Async twin of :meth:`renew_owner`."""
+        check_id(owner, "owner")
+        return await self._backend.arenew_owner(owner, None if ttl is None else parse_ttl(ttl))
+
+    def expire(self) -> list[Reservation]:
+        """Expire every lease past its deadline now and return what they held.
+
+        Every other call expires due leases first anyway; this one is for a periodic
+        sweep (so ``counters()`` and metrics move without other traffic).
+        """
+        return self._backend.expire()
+
+    async def aexpire(self) -> list[Reservation]:
+        """Async twin of :meth:`expire`."""
+        return await self._backend.aexpire()
 
     def get_reservation(self, job_id: str) -> Reservation | None:
         """The job's reservation, or None."""
@@ -422,7 +499,7 @@ class ResourceManager:
         return await self._backend.asnapshot()
 
     def counters(self) -> dict[str, int]:
-        """Reservations ``reserved``, ``released``, ``rejected`` and ``evicted`` so far."""
+        """Reservations ``reserved``, ``released``, ``rejected``, ``evicted`` and ``expired``."""
         return self._backend.counters()
 
     def close(self) -> None:

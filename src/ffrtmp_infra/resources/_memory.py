@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -16,13 +18,13 @@ from ._errors import (
 )
 from ._index import Index, NodeState
 from ._quantity import (
-    MAX_CORES,
-    MAX_GIB,
+    Lease,
     check_id,
     check_job,
     format_cpu,
     format_ram,
     parse_extended,
+    parse_lease,
     parse_request,
     request_cpu,
     request_ram,
@@ -31,12 +33,24 @@ from ._scoring import BuiltinScorer, Scorer, Selector, builtin_score, matches
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
 _new = tuple.__new__
-_REQUESTS: dict[int, Resources] = {}  # (cpu_milli << 32 | ram_mib) -> shared Resources
+# reserve_request's request shapes, validated once, as (millicores, MiB, the shared
+# immutable Resources): jobs repeat a few sizes. _INT_SHAPES is keyed by (cpu, ram_gb) as
+# given when both are exact ints (never bools), _UNIT_SHAPES by the parsed units of any
+# other amounts; only valid shapes get in, so a hit is always what parsing would give.
+_INT_SHAPES: dict[tuple[int, int], tuple[int, int, Resources]] = {}
+_UNIT_SHAPES: dict[tuple[int, int], tuple[int, int, Resources]] = {}
+_SHAPES_LIMIT = 4096
 _NO_EXT: dict[str, int] = {}
-# reserve_request's guard: an int 0 here is CPython's one shared object, so ``gpu is
-# _ZERO`` is true for the default and any int 0, and false for False, 0.0 and the rest
-# (which take the general path, where they are parsed or rejected as usual).
-_ZERO = 0
+
+
+def _shape(
+    rc: int, rr: int, cache: dict[tuple[int, int], tuple[int, int, Resources]], key: tuple[int, int]
+) -> tuple[int, int, Resources]:
+    """A request shape for reserve_request, kept in ``cache`` while it has room."""
+    shape = (rc, rr, _new(Resources, (rc, rr, 0, EMPTY)))
+    if len(cache) < _SHAPES_LIMIT:
+        cache[key] = shape
+    return shape
 
 
 def _devices(mask: int) -> tuple[int, ...]:
@@ -132,19 +146,31 @@ class MemoryBackend:
 
     Every operation is a few dictionary and integer updates under one
     ``threading.Lock``; nothing blocks while it is held, so the async twins call
-    the same code directly.
+    the same code directly. Leases expire on ``clock`` (seconds, ``time.monotonic``
+    by default; tests pass a fake one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeState] = {}
-        self._reservations: dict[str, Reservation] = {}
+        # job -> (reservation, its node, millicores, MiB, no GPU or extended resource):
+        # release reads what it gives back from one plain tuple.
+        self._reservations: dict[str, tuple[Reservation, NodeState, int, int, bool]] = {}
         self._index = Index()
         self._dirty = self._index.dirty  # nodes whose index entry is stale
         self._seq = 0
         self.released_total = 0
         self.rejected_total = 0
         self.evicted_total = 0
+        self.expired_total = 0
+        self._clock = clock or time.monotonic
+        # Leases: a heap of (deadline, job) with stale entries left in place (a renewal
+        # pushes a new one), each live lease's current deadline, and jobs by owner. The
+        # heap is empty only when no reservation is leased, so the hot paths test it
+        # (one truth test) and reservations without a TTL cost nothing more.
+        self._leases: list[tuple[float, str]] = []
+        self._deadlines: dict[str, float] = {}
+        self._owned: dict[str, dict[str, None]] = {}
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -156,6 +182,8 @@ class MemoryBackend:
         labels: Mapping[str, str],
     ) -> RegisterResult:
         with self._lock:
+            if self._leases:
+                self._sweep()
             n = self._nodes.get(node_id)
             if n is None:
                 self._seq += 1
@@ -177,6 +205,8 @@ class MemoryBackend:
 
     def set_draining(self, node_id: str, draining: bool) -> Node:
         with self._lock:
+            if self._leases:
+                self._sweep()
             n = self._nodes.get(node_id)
             if n is None:
                 raise UnknownNodeError(node_id)
@@ -188,6 +218,8 @@ class MemoryBackend:
 
     def unregister(self, node_id: str) -> list[Reservation]:
         with self._lock:
+            if self._leases:
+                self._sweep()
             n = self._nodes.pop(node_id, None)
             if n is None:
                 raise UnknownNodeError(node_id)
@@ -195,11 +227,15 @@ class MemoryBackend:
             evicted: list[Reservation] = list(n.jobs.values())  # type: ignore[arg-type]
             for res in evicted:
                 del self._reservations[res.job_id]
+                if res[5] is not None:
+                    self._forget_lease(res)
             self.evicted_total += len(evicted)
             return evicted
 
     def get_node(self, node_id: str) -> Node:
         with self._lock:
+            if self._leases:
+                self._sweep()
             n = self._nodes.get(node_id)
             if n is None:
                 raise UnknownNodeError(node_id)
@@ -224,7 +260,14 @@ class MemoryBackend:
         )
 
     def _take(
-        self, n: NodeState, job_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        n: NodeState,
+        job_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None,
     ) -> Reservation:
         n.used_cpu += rc
         n.used_ram += rr
@@ -247,91 +290,129 @@ class MemoryBackend:
                 used_ext[k] = used_ext.get(k, 0) + v
             extended = MappingProxyType(ext)
         res: Reservation = _new(
-            Reservation, (job_id, n.node_id, _new(Resources, (rc, rr, rg, extended)), devices)
+            Reservation,
+            (job_id, n.node_id, _new(Resources, (rc, rr, rg, extended)), devices, None, None),
         )
-        self._reservations[job_id] = res
+        self._reservations[job_id] = (res, n, rc, rr, not (rg or ext))
         n.jobs[job_id] = res
         if not n.dirty:
             n.dirty = True
             self._dirty.append(n)
-        return res
+        return res if lease is None else self._set_lease(res, lease)
 
     def reserve_request(
-        self,
-        job_id: str,
-        node_id: str,
-        *,
-        cpu: object = 0,
-        gpu: object = 0,
-        ram_gb: object = 0,
-        extended: Mapping[str, object] | None = None,
+        self, job_id: str, node_id: str, *, cpu: object = 0, ram_gb: object = 0, **more: Any
     ) -> Reservation:
         """``ResourceManager.reserve`` for this backend in one call (the manager binds it).
 
         The same parsing and checks, in the same order, as the manager's own ``reserve``
-        followed by :meth:`reserve`; a CPU-and-RAM request that fits runs inline.
+        followed by :meth:`reserve`; a CPU-and-RAM request without a lease that fits
+        runs inline. The other arguments (``gpu``, ``extended``, ``owner``, ``ttl``) come
+        in ``more``: an empty dict costs less per call than four keyword-only defaults.
         """
         if (
             type(job_id) is not str
-            or not job_id
-            or len(job_id) > 256
+            or not 0 < len(job_id) <= 256
             or not job_id.isprintable()
             or type(node_id) is not str
-            or gpu is not _ZERO
-            or extended is not None
+            or more
         ):
-            job_id = check_job(job_id)
-            if type(node_id) is not str:
-                check_id(node_id, "node_id")
-            rc, rr, rg = parse_request(cpu, gpu, ram_gb)
-            ext = parse_extended(extended) if extended else _NO_EXT
-            with self._lock:
-                return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
-        rc = cpu * 1000 if type(cpu) is int and 0 <= cpu <= MAX_CORES else request_cpu(cpu)
-        rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= MAX_GIB else request_ram(ram_gb)
-        with self._lock:
+            return self._reserve_request(job_id, node_id, cpu, ram_gb, **more)
+        if type(cpu) is int and type(ram_gb) is int:
+            try:
+                rc, rr, req = _INT_SHAPES[cpu, ram_gb]
+            except KeyError:
+                rc, rr, _ = parse_request(cpu, 0, ram_gb)
+                rc, rr, req = _shape(rc, rr, _INT_SHAPES, (cpu, ram_gb))
+        else:
+            rc, rr = request_cpu(cpu), request_ram(ram_gb)
+            try:
+                rc, rr, req = _UNIT_SHAPES[rc, rr]
+            except KeyError:
+                rc, rr, req = _shape(rc, rr, _UNIT_SHAPES, (rc, rr))
+        lock = self._lock
+        lock.acquire()
+        try:
+            # An expired lease not yet swept only makes a node look fuller: a request that
+            # fits here fits after the sweep too, so only the general path sweeps.
             reservations = self._reservations
-            n = self._nodes.get(node_id)
+            try:
+                n = self._nodes[node_id]
+            except KeyError:
+                return self._reserve_general(job_id, node_id, rc, rr, 0, _NO_EXT, None)
             if (
-                n is None
-                or job_id in reservations
+                job_id in reservations
                 or n.draining
                 or rc > n.alloc_cpu - n.used_cpu
                 or rr > n.alloc_ram - n.used_ram
                 or n.used_gpu > n.alloc_gpu
             ):
-                return self._reserve_general(job_id, node_id, rc, rr, 0, _NO_EXT)
-            # The common case (CPU and RAM only, fits): no helper calls, and the request
-            # vector (immutable) comes from a small cache, since jobs repeat a few sizes.
+                return self._reserve_general(job_id, node_id, rc, rr, 0, _NO_EXT, None)
+            # The common case (CPU and RAM only, fits): no helper calls.
             n.used_cpu += rc
             n.used_ram += rr
-            req = _REQUESTS.get(rc << 32 | rr)
-            if req is None:
-                req = _new(Resources, (rc, rr, 0, EMPTY))
-                if len(_REQUESTS) < 4096:
-                    _REQUESTS[rc << 32 | rr] = req
-            res: Reservation = _new(Reservation, (job_id, node_id, req, ()))
-            reservations[job_id] = res
+            res: Reservation = _new(Reservation, (job_id, node_id, req, (), None, None))
+            reservations[job_id] = (res, n, rc, rr, True)
             n.jobs[job_id] = res
             if not n.dirty:
                 n.dirty = True
                 self._dirty.append(n)
             return res
+        finally:
+            lock.release()
+
+    def _reserve_request(
+        self,
+        job_id: object,
+        node_id: object,
+        cpu: object,
+        ram_gb: object,
+        gpu: object = 0,
+        extended: Mapping[str, object] | None = None,
+        owner: object = None,
+        ttl: object = None,
+    ) -> Reservation:
+        """``reserve_request`` beyond its inline case: parse everything, then reserve."""
+        job_id = check_job(job_id)
+        if type(node_id) is not str:
+            check_id(node_id, "node_id")
+        rc, rr, rg = parse_request(cpu, gpu, ram_gb)
+        ext = parse_extended(extended) if extended else _NO_EXT
+        lease = parse_lease(owner, ttl)
+        with self._lock:
+            return self._reserve_general(job_id, node_id, rc, rr, rg, ext, lease)  # type: ignore[arg-type]
 
     def reserve(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        job_id: str,
+        node_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None = None,
     ) -> Reservation:
         # The manager's sync reserve uses reserve_request (parsing and the inline common
         # case in one call); this parsed entry point serves areserve and the general case.
         with self._lock:
-            return self._reserve_general(job_id, node_id, rc, rr, rg, ext)
+            return self._reserve_general(job_id, node_id, rc, rr, rg, ext, lease)
 
     def _reserve_general(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        job_id: str,
+        node_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None,
     ) -> Reservation:
-        res = self._reservations.get(job_id)
-        if res is not None:
-            return self._existing(res, node_id, rc, rr, rg, ext)
+        if self._leases:
+            self._sweep()
+        held = self._reservations.get(job_id)
+        if held is not None:
+            res = self._existing(held[0], node_id, rc, rr, rg, ext)
+            return res if lease is None else self._set_lease(res, lease)
         n = self._nodes.get(node_id)
         if n is None:
             raise UnknownNodeError(check_id(node_id, "node_id"))
@@ -349,7 +430,7 @@ class MemoryBackend:
         ):
             self.rejected_total += 1
             raise insufficient(node_id, shortfall(n, rc, rr, rg, ext))
-        return self._take(n, job_id, rc, rr, rg, ext)
+        return self._take(n, job_id, rc, rr, rg, ext, lease)
 
     def reserve_any(
         self,
@@ -361,11 +442,15 @@ class MemoryBackend:
         selector: Selector,
         exclude: frozenset[str],
         scorer: Scorer,
+        lease: Lease | None = None,
     ) -> Reservation:
         with self._lock:
-            res = self._reservations.get(job_id)
-            if res is not None:
-                return self._existing(res, None, rc, rr, rg, ext)
+            if self._leases:
+                self._sweep()
+            held = self._reservations.get(job_id)
+            if held is not None:
+                res = self._existing(held[0], None, rc, rr, rg, ext)
+                return res if lease is None else self._set_lease(res, lease)
             if type(scorer) is BuiltinScorer:
                 n = self._index.best(scorer.name, rc, rr, rg, ext, selector, exclude)
             else:
@@ -378,7 +463,7 @@ class MemoryBackend:
                     + (f" with selector {dict(selector)}" if selector else "")
                     + f" ({len(self._nodes)} nodes registered)"
                 )
-            return self._take(n, job_id, rc, rr, rg, ext)
+            return self._take(n, job_id, rc, rr, rg, ext, lease)
 
     def _feasible(
         self,
@@ -428,26 +513,131 @@ class MemoryBackend:
         return best
 
     def release(self, job_id: str) -> Reservation | None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._leases:
+                return self._release_leased(job_id)
             try:
-                res = self._reservations.pop(job_id, None)
-            except TypeError:  # unhashable: free to catch, try costs nothing on 3.11+
-                res = None
-            if res is None:
+                res, n, rc, rr, plain = self._reservations.pop(job_id)
+            except (KeyError, TypeError):  # free to catch (3.11+) until one is raised
                 check_id(job_id, "job_id")  # only a miss can be an invalid id
                 return None
-            n = self._nodes[res[1]]
             del n.jobs[job_id]
-            req = res[2]
-            n.used_cpu -= req[0]
-            n.used_ram -= req[1]
-            if req[2] or req[3] is not EMPTY:  # identity: cheaper than len() on the hot path
+            n.used_cpu -= rc
+            n.used_ram -= rr
+            if not plain:
                 self._give_back(n, res)
             if not n.dirty:
                 n.dirty = True
                 self._dirty.append(n)
             self.released_total += 1
             return res
+        finally:
+            lock.release()
+
+    def _release_leased(self, job_id: str) -> Reservation | None:
+        """``release`` while leases exist: sweep first, then drop the job (lock held)."""
+        self._sweep()
+        res = self._drop(job_id) if type(job_id) is str else None
+        if res is None:
+            check_id(job_id, "job_id")
+            return None
+        self.released_total += 1
+        return res
+
+    def _drop(self, job_id: str) -> Reservation | None:
+        """Remove the job's reservation and give its resources back (lock held)."""
+        held = self._reservations.pop(job_id, None)
+        if held is None:
+            return None
+        res, n, rc, rr, plain = held
+        del n.jobs[job_id]
+        n.used_cpu -= rc
+        n.used_ram -= rr
+        if not plain:
+            self._give_back(n, res)
+        if not n.dirty:
+            n.dirty = True
+            self._dirty.append(n)
+        if res[5] is not None:
+            self._forget_lease(res)
+        return res
+
+    # -- leases ----------------------------------------------------------------------
+
+    def _set_lease(self, res: Reservation, lease: Lease) -> Reservation:
+        """Give the reservation ``lease``, its deadline ``ttl_ms`` from now (lock held)."""
+        job_id = res.job_id
+        if res.owner is not None and res.owner != lease.owner:
+            self._disown(res.owner, job_id)
+        deadline = self._clock() + lease.ttl_ms / 1000
+        self._deadlines[job_id] = deadline
+        heapq.heappush(self._leases, (deadline, job_id))
+        if lease.owner is not None:
+            self._owned.setdefault(lease.owner, {})[job_id] = None
+        ttl = lease.ttl_ms / 1000
+        if res.owner != lease.owner or res.ttl != ttl:
+            res = res._replace(owner=lease.owner, ttl=ttl)
+            _, n, rc, rr, plain = self._reservations[job_id]
+            self._reservations[job_id] = (res, n, rc, rr, plain)
+            n.jobs[job_id] = res
+        return res
+
+    def _forget_lease(self, res: Reservation) -> None:
+        # The heap entry stays; the sweep skips it (its job has no deadline any more).
+        del self._deadlines[res.job_id]
+        if res.owner is not None:
+            self._disown(res.owner, res.job_id)
+
+    def _disown(self, owner: str, job_id: str) -> None:
+        jobs = self._owned[owner]
+        del jobs[job_id]
+        if not jobs:
+            del self._owned[owner]
+
+    def _sweep(self) -> list[Reservation]:
+        """Expire every lease past its deadline, oldest first (lock held)."""
+        leases, deadlines = self._leases, self._deadlines
+        now = self._clock()
+        expired = []
+        while leases and leases[0][0] <= now:
+            deadline, job_id = heapq.heappop(leases)
+            if deadlines.get(job_id) == deadline:
+                res = self._drop(job_id)
+                assert res is not None
+                expired.append(res)
+        self.expired_total += len(expired)
+        return expired
+
+    def expire(self) -> list[Reservation]:
+        """Expire every lease past its deadline now; returns what they held."""
+        with self._lock:
+            return self._sweep() if self._leases else []
+
+    def renew(self, job_id: str, ttl_ms: int | None) -> Reservation | None:
+        with self._lock:
+            if self._leases:
+                self._sweep()
+            held = self._reservations.get(job_id)
+            if held is None:
+                return None
+            res = held[0]
+            return res if ttl_ms is None and res.ttl is None else self._renew(res, ttl_ms)
+
+    def _renew(self, res: Reservation, ttl_ms: int | None) -> Reservation:
+        if ttl_ms is None:
+            ttl_ms = round(res.ttl * 1000)  # type: ignore[operator]
+        return self._set_lease(res, Lease(res.owner, ttl_ms))
+
+    def renew_owner(self, owner: str, ttl_ms: int | None) -> list[str]:
+        with self._lock:
+            if self._leases:
+                self._sweep()
+            jobs = sorted(self._owned.get(owner, ()))
+            for job_id in jobs:
+                self._renew(self._reservations[job_id][0], ttl_ms)
+            return jobs
 
     @staticmethod
     def _give_back(n: NodeState, res: Reservation) -> None:
@@ -465,7 +655,11 @@ class MemoryBackend:
                 del used_ext[k]
 
     def get_reservation(self, job_id: str) -> Reservation | None:
-        return self._reservations.get(job_id)
+        if self._leases:
+            with self._lock:
+                self._sweep()
+        held = self._reservations.get(job_id)
+        return None if held is None else held[0]
 
     def available_nodes(
         self,
@@ -477,6 +671,8 @@ class MemoryBackend:
         scorer: Scorer,
     ) -> list[str]:
         with self._lock:
+            if self._leases:
+                self._sweep()
             feasible = self._feasible(rc, rr, rg, ext, selector, frozenset())
             if type(scorer) is BuiltinScorer:
                 kind = scorer.name
@@ -499,20 +695,28 @@ class MemoryBackend:
         # Copy raw state under the lock, build the immutable views after releasing it:
         # writers wait for one pass of tuple copies, not for 10k Node objects.
         with self._lock:
+            if self._leases:
+                self._sweep()
             raws = [_raw(n) for n in self._nodes.values()]
-            reservations = dict(self._reservations)
+            reservations = {job_id: held[0] for job_id, held in self._reservations.items()}
         nodes = {raw[0]: _view(raw) for raw in raws}
         return Snapshot(MappingProxyType(nodes), MappingProxyType(reservations))
 
     def counters(self) -> dict[str, int]:
-        """Reservations made, released, rejected and evicted since this backend started."""
+        """Reservations made, released, rejected, evicted and expired since this backend started."""
         with self._lock:
+            if self._leases:
+                self._sweep()
             return {
-                # every reservation made is live, released or evicted
-                "reserved": len(self._reservations) + self.released_total + self.evicted_total,
+                # every reservation made is live, released, evicted or expired
+                "reserved": len(self._reservations)
+                + self.released_total
+                + self.evicted_total
+                + self.expired_total,
                 "released": self.released_total,
                 "rejected": self.rejected_total,
                 "evicted": self.evicted_total,
+                "expired": self.expired_total,
             }
 
     def close(self) -> None:
@@ -536,9 +740,16 @@ class MemoryBackend:
         return self.get_node(node_id)
 
     async def areserve(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        job_id: str,
+        node_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None = None,
     ) -> Reservation:
-        return self.reserve(job_id, node_id, rc, rr, rg, ext)
+        return self.reserve(job_id, node_id, rc, rr, rg, ext, lease)
 
     async def areserve_any(
         self,
@@ -550,14 +761,24 @@ class MemoryBackend:
         selector: Selector,
         exclude: frozenset[str],
         scorer: Scorer,
+        lease: Lease | None = None,
     ) -> Reservation:
-        return self.reserve_any(job_id, rc, rr, rg, ext, selector, exclude, scorer)
+        return self.reserve_any(job_id, rc, rr, rg, ext, selector, exclude, scorer, lease)
 
     async def arelease(self, job_id: str) -> Reservation | None:
         return self.release(job_id)
 
     async def aget_reservation(self, job_id: str) -> Reservation | None:
         return self.get_reservation(job_id)
+
+    async def arenew(self, job_id: str, ttl_ms: int | None) -> Reservation | None:
+        return self.renew(job_id, ttl_ms)
+
+    async def arenew_owner(self, owner: str, ttl_ms: int | None) -> list[str]:
+        return self.renew_owner(owner, ttl_ms)
+
+    async def aexpire(self) -> list[Reservation]:
+        return self.expire()
 
     async def aavailable_nodes(
         self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer

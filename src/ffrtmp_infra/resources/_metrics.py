@@ -54,7 +54,7 @@ class ResourceMetrics:
             "ffrtmp.resources.reservations",
             callbacks=[self._counters],
             unit="{reservation}",
-            description="Reservations by outcome: reserved, released, rejected, evicted",
+            description="Reservations by outcome: reserved, released, rejected, evicted, expired",
         )
 
     def _snapshot(self) -> Snapshot | None:

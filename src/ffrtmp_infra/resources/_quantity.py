@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from ._errors import InvalidAmountError
 
@@ -210,6 +211,43 @@ def parse_request(cpu: object, gpu: object, ram_gb: object) -> tuple[int, int, i
     rr = ram_gb << 10 if type(ram_gb) is int and 0 <= ram_gb <= MAX_GIB else request_ram(ram_gb)
     rg = gpu if type(gpu) is int and 0 <= gpu <= MAX_UNITS else parse_count(gpu, "gpu")
     return rc, rr, rg
+
+
+#: The longest lease, in seconds (30 days): a longer one is a reservation without a TTL.
+MAX_TTL = 30 * 86400
+
+
+def parse_ttl(ttl: object, name: str = "ttl") -> int:
+    """A lease length in seconds (``30``, ``2.5``) -> whole milliseconds, rounded up."""
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or not 0 < ttl <= MAX_TTL
+    ):
+        raise InvalidAmountError(
+            f"{name} must be a number of seconds > 0 and <= {MAX_TTL:,}, got {ttl!r}"
+        )
+    return max(1, math.ceil(ttl * 1000))
+
+
+class Lease(NamedTuple):
+    """A parsed lease: ``ttl_ms`` milliseconds, renewed by ``owner`` (or by job id only)."""
+
+    owner: str | None
+    ttl_ms: int
+
+
+def parse_lease(owner: object, ttl: object) -> Lease | None:
+    """The lease of a reserve call, None without one; an owner needs a ttl."""
+    if ttl is None:
+        if owner is None:
+            return None
+        raise InvalidAmountError(
+            f"owner={owner!r} needs a ttl: a lease is an owner and a ttl in seconds"
+        )
+    ttl_ms = parse_ttl(ttl)
+    return Lease(None if owner is None else check_id(owner, "owner"), ttl_ms)
 
 
 def check_job(job_id: object) -> str:

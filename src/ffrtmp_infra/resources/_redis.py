@@ -36,11 +36,11 @@ from ._errors import (
     UnknownNodeError,
 )
 from ._memory import insufficient
-from ._quantity import check_id
+from ._quantity import Lease, check_id
 from ._scoring import BuiltinScorer, Scorer, Selector
 from ._types import EMPTY, Node, RegisterResult, Reservation, Resources, Snapshot
 
-_SCRIPTS = ("register", "reserve", "release", "unregister", "drain", "read", "available")
+_SCRIPTS = ("register", "reserve", "release", "unregister", "drain", "read", "available", "lease")
 _CUSTOM_RETRIES = 8
 # With a custom scorer, what reserving on the picked node raises when another master
 # changed that node between the snapshot and the reservation: look again.
@@ -62,8 +62,8 @@ def _s(value: Any) -> str:
 
 def _reservation(raw: Sequence[Any]) -> Reservation:
     job, node = _s(raw[0]), _s(raw[1])
-    devices = _s(raw[5])
-    ext = {_s(raw[i]): int(raw[i + 1]) for i in range(6, len(raw), 2)}
+    devices, owner, ttl_ms = _s(raw[5]), _s(raw[6]), int(raw[7])
+    ext = {_s(raw[i]): int(raw[i + 1]) for i in range(8, len(raw), 2)}
     resources = Resources(
         int(raw[2]),
         int(raw[3]),
@@ -71,7 +71,12 @@ def _reservation(raw: Sequence[Any]) -> Reservation:
         MappingProxyType(dict(sorted(ext.items()))) if ext else EMPTY,
     )
     return Reservation(
-        job, node, resources, tuple(int(d) for d in devices.split(",")) if devices else ()
+        job,
+        node,
+        resources,
+        tuple(int(d) for d in devices.split(",")) if devices else (),
+        owner or None,
+        ttl_ms / 1000 if ttl_ms else None,
     )
 
 
@@ -174,6 +179,9 @@ class RedisBackend:
                 f"target must be a redis:// URL or a redis-py client, got {target!r}"
             )
         self._url = target if isinstance(target, str) else None
+        # Added to Redis server TIME by the scripts (the last argument of each): tests
+        # move the ledger's clock forward with it instead of sleeping through leases.
+        self._clock_offset_ms = 0
         self._aloop: asyncio.AbstractEventLoop | None = None
         texts = self._texts = _load_scripts()
         self._scripts = (
@@ -194,7 +202,7 @@ class RedisBackend:
         if script is None:
             raise ResourceError("this RedisBackend was built on an asyncio client; use a* methods")
         try:
-            return script(keys=[self._base], args=list(args))
+            return script(keys=[self._base], args=[*args, self._clock_offset_ms])
         except self._down as exc:
             raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
@@ -211,7 +219,7 @@ class RedisBackend:
         if script is None:
             raise ResourceError("this RedisBackend was built on a sync client; use sync methods")
         try:
-            return await script(keys=[self._base], args=list(args))
+            return await script(keys=[self._base], args=[*args, self._clock_offset_ms])
         except self._down as exc:
             raise BackendUnavailableError(f"Redis is unavailable ({name}): {exc}") from exc
 
@@ -269,8 +277,10 @@ class RedisBackend:
         kind: str,
         selector: Selector,
         exclude: frozenset[str],
+        lease: Lease | None,
     ) -> list[Any]:
-        args: list[Any] = [job_id, node_id, *_request_args(rc, rr, rg, kind, ext)]
+        owner, ttl_ms = ("", 0) if lease is None else (lease.owner or "", lease.ttl_ms)
+        args: list[Any] = [job_id, node_id, owner, ttl_ms, *_request_args(rc, rr, rg, kind, ext)]
         args += _selector_args(selector)
         args.append(len(exclude))
         args += sorted(exclude)
@@ -366,10 +376,19 @@ class RedisBackend:
         return self._found_node(self._run("read", ["node", node_id]), node_id)
 
     def reserve(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        job_id: str,
+        node_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None = None,
     ) -> Reservation:
         check_id(node_id, "node_id")
-        args = self._reserve_args(job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset())
+        args = self._reserve_args(
+            job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset(), lease
+        )
         return self._reserved(self._run("reserve", args), node_id, Resources(rc, rr, rg, ext), ())
 
     def reserve_any(
@@ -382,20 +401,23 @@ class RedisBackend:
         selector: Selector,
         exclude: frozenset[str],
         scorer: Scorer,
+        lease: Lease | None = None,
     ) -> Reservation:
         request = Resources(rc, rr, rg, ext)
         if type(scorer) is BuiltinScorer:
-            args = self._reserve_args(job_id, "", rc, rr, rg, ext, scorer.name, selector, exclude)
+            args = self._reserve_args(
+                job_id, "", rc, rr, rg, ext, scorer.name, selector, exclude, lease
+            )
             return self._reserved(self._run("reserve", args), "", request, selector)
         existing = self.get_reservation(job_id)
         if existing is not None:
-            return self.reserve(job_id, existing.node_id, rc, rr, rg, ext)
+            return self.reserve(job_id, existing.node_id, rc, rr, rg, ext, lease)
         for _ in range(_CUSTOM_RETRIES):
             picked = self._custom_pick(self.snapshot(), scorer, request, selector, exclude)
             if picked is None:
                 break
             try:
-                return self.reserve(job_id, picked, rc, rr, rg, ext)
+                return self.reserve(job_id, picked, rc, rr, rg, ext, lease)
             except _RACED:
                 continue  # another master got there first: look again
         raise self._none_fits(request)
@@ -405,6 +427,15 @@ class RedisBackend:
 
     def get_reservation(self, job_id: str) -> Reservation | None:
         return self._held(self._run("read", ["reservation", job_id]))
+
+    def renew(self, job_id: str, ttl_ms: int | None) -> Reservation | None:
+        return self._held(self._run("lease", ["job", job_id, ttl_ms or 0]))
+
+    def renew_owner(self, owner: str, ttl_ms: int | None) -> list[str]:
+        return sorted(_s(j) for j in self._run("lease", ["owner", owner, ttl_ms or 0]))
+
+    def expire(self) -> list[Reservation]:
+        return [_reservation(r) for r in self._run("lease", ["expire", "", 0])]
 
     def available_nodes(
         self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer
@@ -442,7 +473,8 @@ class RedisBackend:
     def counters(self) -> dict[str, int]:
         raw = self._run("read", ["counters"])
         found = {_s(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
-        return {k: found.get(k, 0) for k in ("reserved", "released", "rejected", "evicted")}
+        keys = ("reserved", "released", "rejected", "evicted", "expired")
+        return {k: found.get(k, 0) for k in keys}
 
     def close(self) -> None:
         if self._owned and self._sync is not None:
@@ -467,10 +499,19 @@ class RedisBackend:
         return self._found_node(await self._arun("read", ["node", node_id]), node_id)
 
     async def areserve(
-        self, job_id: str, node_id: str, rc: int, rr: int, rg: int, ext: dict[str, int]
+        self,
+        job_id: str,
+        node_id: str,
+        rc: int,
+        rr: int,
+        rg: int,
+        ext: dict[str, int],
+        lease: Lease | None = None,
     ) -> Reservation:
         check_id(node_id, "node_id")
-        args = self._reserve_args(job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset())
+        args = self._reserve_args(
+            job_id, node_id, rc, rr, rg, ext, "binpack", (), frozenset(), lease
+        )
         raw = await self._arun("reserve", args)
         return self._reserved(raw, node_id, Resources(rc, rr, rg, ext), ())
 
@@ -484,21 +525,24 @@ class RedisBackend:
         selector: Selector,
         exclude: frozenset[str],
         scorer: Scorer,
+        lease: Lease | None = None,
     ) -> Reservation:
         request = Resources(rc, rr, rg, ext)
         if type(scorer) is BuiltinScorer:
-            args = self._reserve_args(job_id, "", rc, rr, rg, ext, scorer.name, selector, exclude)
+            args = self._reserve_args(
+                job_id, "", rc, rr, rg, ext, scorer.name, selector, exclude, lease
+            )
             return self._reserved(await self._arun("reserve", args), "", request, selector)
         existing = await self.aget_reservation(job_id)
         if existing is not None:
-            return await self.areserve(job_id, existing.node_id, rc, rr, rg, ext)
+            return await self.areserve(job_id, existing.node_id, rc, rr, rg, ext, lease)
         for _ in range(_CUSTOM_RETRIES):
             snapshot = await self.asnapshot()
             node_id = self._custom_pick(snapshot, scorer, request, selector, exclude)
             if node_id is None:
                 break
             try:
-                return await self.areserve(job_id, node_id, rc, rr, rg, ext)
+                return await self.areserve(job_id, node_id, rc, rr, rg, ext, lease)
             except _RACED:
                 continue
         raise self._none_fits(request)
@@ -508,6 +552,16 @@ class RedisBackend:
 
     async def aget_reservation(self, job_id: str) -> Reservation | None:
         return self._held(await self._arun("read", ["reservation", job_id]))
+
+    async def arenew(self, job_id: str, ttl_ms: int | None) -> Reservation | None:
+        return self._held(await self._arun("lease", ["job", job_id, ttl_ms or 0]))
+
+    async def arenew_owner(self, owner: str, ttl_ms: int | None) -> list[str]:
+        raw = await self._arun("lease", ["owner", owner, ttl_ms or 0])
+        return sorted(_s(j) for j in raw)
+
+    async def aexpire(self) -> list[Reservation]:
+        return [_reservation(r) for r in await self._arun("lease", ["expire", "", 0])]
 
     async def aavailable_nodes(
         self, rc: int, rr: int, rg: int, ext: dict[str, int], selector: Selector, scorer: Scorer

@@ -56,12 +56,16 @@ class Reservation(NamedTuple):
     """What one job holds on one node, released as a whole by ``release(job_id)``.
 
     ``gpu_devices`` are the concrete device indices (for ``CUDA_VISIBLE_DEVICES``).
+    A leased reservation has a ``ttl`` (seconds): unless renewed within it, it expires
+    and gives everything back. ``owner`` names who renews it (``renew_owner``).
     """
 
     job_id: str
     node_id: str
     resources: Resources
     gpu_devices: tuple[int, ...] = ()
+    owner: str | None = None
+    ttl: float | None = None
 
 
 class Node(NamedTuple):

@@ -193,7 +193,7 @@ class TracingMiddleware:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         span_kind = SpanKind.SERVER
         ambient = otel_context.get_current()
-        if serves_this_request(trace.get_current_span(ambient)):
+        if ambient and serves_this_request(trace.get_current_span(ambient)):
             # An outer layer (FastAPI's own telemetry, a contrib instrumentor, a
             # serverless adapter) opened this request's SERVER span and already
             # continued any incoming trace: one trace per request, so ours is its child.

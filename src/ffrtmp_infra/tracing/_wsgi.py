@@ -147,7 +147,7 @@ class ServerSpans:
         method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
         kind = SpanKind.SERVER
         ambient = otel_context.get_current()
-        if serves_this_request(trace.get_current_span(ambient)):
+        if ambient and serves_this_request(trace.get_current_span(ambient)):
             parent: Context | None = ambient
             span = None
             kind = SpanKind.INTERNAL

@@ -21,6 +21,12 @@ local function bucket_key(s, uc, ug) return base .. ":b:" .. s .. ":" .. uc .. "
 local function nkey(id) return base .. ":n:" .. id end    -- hash: one node
 local function njkey(id) return base .. ":nj:" .. id end  -- zset: job id -> job seq
 local function rkey(id) return base .. ":r:" .. id end    -- hash: one reservation
+-- Leases: a zset of leased jobs by deadline (ms of Redis server TIME) and a set of job
+-- ids per owner. The last ARGV of every script is a clock offset in ms (0; tests move
+-- the ledger's time forward with it).
+local LEASES = base .. ":leases"
+local function okey(owner) return base .. ":o:" .. owner end
+local SKEW = tonumber(ARGV[#ARGV])
 
 -- The built-in scores, as in _scoring.builtin_score: one division of exact integers.
 local function score(kind, ac, ar, uc, ur, rc, rr)
@@ -40,11 +46,13 @@ local function set_dev(dev, i, ch)
   return string.sub(dev, 1, i) .. ch .. string.sub(dev, i + 2)
 end
 
--- A reservation as a flat array: job, node, cpu, ram, gpu, devices, ext name/amount pairs.
+-- A reservation as a flat array: job, node, cpu, ram, gpu, devices, owner ("" for none),
+-- lease ttl in ms (0 for none), then ext name/amount pairs (from index EXT0).
+local EXT0 = 9
 local function reservation(job)
   local h = redis.call("HGETALL", rkey(job))
   if #h == 0 then return nil end
-  local out = {job, "", 0, 0, 0, ""}
+  local out = {job, "", 0, 0, 0, "", "", 0}
   for i = 1, #h, 2 do
     local f, v = h[i], h[i + 1]
     if f == "node" then out[2] = v
@@ -52,6 +60,8 @@ local function reservation(job)
     elseif f == "r" then out[4] = tonumber(v)
     elseif f == "g" then out[5] = tonumber(v)
     elseif f == "dev" then out[6] = v
+    elseif f == "o" then out[7] = v
+    elseif f == "t" then out[8] = tonumber(v)
     elseif string.sub(f, 1, 2) == "x:" then
       table.insert(out, string.sub(f, 3)); table.insert(out, tonumber(v))
     end
@@ -110,3 +120,72 @@ local function node_view(id)
   return {id, redis.call("HGETALL", nkey(id)), redis.call("ZCARD", njkey(id)),
           redis.call("HGET", HOT, id)}
 end
+
+-- Remove reservation res (from reservation()) and give its resources back; counts it
+-- under stat ("released" or "expired").
+local function drop(res, stat)
+  local job, id = res[1], res[2]
+  local nk = nkey(id)
+  local hot = get_hot(id)
+  if hot then
+    unfile(id, hot)
+    hot[4], hot[5], hot[6] = hot[4] - res[3], hot[5] - res[4], hot[6] - res[5]
+    put_hot(id, hot)
+    file(id, hot)
+    if res[5] > 0 then
+      local dev = redis.call("HGET", nk, "dev") or ""
+      for d in string.gmatch(res[6], "%d+") do dev = set_dev(dev, tonumber(d), "0") end
+      redis.call("HSET", nk, "dev", dev)
+    end
+    for i = EXT0, #res, 2 do
+      if redis.call("HINCRBY", nk, "ux:" .. res[i], 0 - res[i + 1]) == 0 then
+        redis.call("HDEL", nk, "ux:" .. res[i])
+      end
+    end
+  end
+  if res[8] > 0 then
+    redis.call("ZREM", LEASES, job)
+    if res[7] ~= "" then redis.call("SREM", okey(res[7]), job) end
+  end
+  redis.call("ZREM", njkey(id), job)
+  redis.call("DEL", rkey(job))
+  redis.call("HINCRBY", STATS, stat, 1)
+end
+
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + SKEW
+end
+
+-- Give reservation res a lease of ttl ms owned by owner ("" for none), from now.
+local function set_lease(res, owner, ttl)
+  local job = res[1]
+  if res[7] ~= "" and res[7] ~= owner then redis.call("SREM", okey(res[7]), job) end
+  redis.call("ZADD", LEASES, now_ms() + ttl, job)
+  if owner ~= "" then redis.call("SADD", okey(owner), job) end
+  redis.call("HSET", rkey(job), "o", owner, "t", ttl)
+  res[7], res[8] = owner, ttl
+  return res
+end
+
+-- Expire every lease past its deadline, oldest first; returns what they held. Every
+-- script runs it first, so an expired lease is never seen; without leases it costs one
+-- ZRANGE of an empty key.
+local function sweep()
+  local first = redis.call("ZRANGE", LEASES, 0, 0, "WITHSCORES")
+  if #first == 0 then return {} end
+  local now = now_ms()
+  if tonumber(first[2]) > now then return {} end
+  local out = {}
+  for _, job in ipairs(redis.call("ZRANGEBYSCORE", LEASES, "-inf", now)) do
+    local res = reservation(job)
+    if res then
+      drop(res, "expired")
+      table.insert(out, res)
+    else
+      redis.call("ZREM", LEASES, job)
+    end
+  end
+  return out
+end
+local expired = sweep()

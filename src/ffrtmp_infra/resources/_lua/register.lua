@@ -66,7 +66,7 @@ if hot then
     if res then
       c = c + res[3]; r = r + res[4]; g = g + res[5]
       local over = c > ac or r > ar or g > ag
-      for i = 7, #res, 2 do
+      for i = EXT0, #res, 2 do
         x[res[i]] = (x[res[i]] or 0) + res[i + 1]
         if x[res[i]] > (alloc_ext[res[i]] or 0) then over = true end
       end

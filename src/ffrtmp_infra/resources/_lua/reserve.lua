@@ -1,10 +1,10 @@
--- ARGV: job, node ("" = any), cpu, ram, gpu, kind, n_ext, (name, amount)*,
---       n_sel, (key, n_values, values...)*, n_excl, ids...
+-- ARGV: job, node ("" = any), owner, lease ttl ms (0 = no lease), cpu, ram, gpu, kind,
+--       n_ext, (name, amount)*, n_sel, (key, n_values, values...)*, n_excl, ids...
 -- Returns {"ok"|"same", reservation} or {"dup", reservation} or {"unknown"} or
 -- {"draining"} or {"short", (name, need, have)*} or {"nofit", n_nodes}.
-local job, want = ARGV[1], ARGV[2]
-local rc, rr, rg, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local pos = 7
+local job, want, owner, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local rc, rr, rg, kind = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local pos = 9
 local ext, n_ext = {}, tonumber(ARGV[pos]); pos = pos + 1
 for _ = 1, n_ext do
   table.insert(ext, {ARGV[pos], tonumber(ARGV[pos + 1])}); pos = pos + 2
@@ -13,15 +13,18 @@ end
 local existing = reservation(job)
 if existing then
   local same = (want == "" or existing[2] == want) and existing[3] == rc
-    and existing[4] == rr and existing[5] == rg and (#existing - 6) == 2 * #ext
+    and existing[4] == rr and existing[5] == rg and (#existing - EXT0 + 1) == 2 * #ext
   if same then
     local have = {}
-    for i = 7, #existing, 2 do have[existing[i]] = existing[i + 1] end
+    for i = EXT0, #existing, 2 do have[existing[i]] = existing[i + 1] end
     for _, e in ipairs(ext) do
       if have[e[1]] ~= e[2] then same = false end
     end
   end
-  if same then return {"same", existing} end
+  if same then
+    if ttl > 0 then set_lease(existing, owner, ttl) end
+    return {"same", existing}
+  end
   return {"dup", existing}
 end
 
@@ -66,7 +69,9 @@ local function take(id, hot)
   redis.call("HSET", rkey(job), unpack(fields))
   redis.call("ZADD", njkey(id), seq, job)
   redis.call("HINCRBY", STATS, "reserved", 1)
-  return {"ok", reservation(job)}
+  local res = reservation(job)
+  if ttl > 0 then set_lease(res, owner, ttl) end
+  return {"ok", res}
 end
 
 if want ~= "" then

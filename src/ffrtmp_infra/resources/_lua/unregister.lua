@@ -7,7 +7,13 @@ leave_shape(hot[9])
 local out = {"ok"}
 for _, job in ipairs(redis.call("ZRANGE", njkey(id), 0, -1)) do
   local res = reservation(job)
-  if res then table.insert(out, res) end
+  if res then
+    table.insert(out, res)
+    if res[8] > 0 then
+      redis.call("ZREM", LEASES, job)
+      if res[7] ~= "" then redis.call("SREM", okey(res[7]), job) end
+    end
+  end
   redis.call("DEL", rkey(job))
 end
 redis.call("DEL", njkey(id), nkey(id))
