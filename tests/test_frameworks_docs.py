@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -47,10 +48,11 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     real_init_tracer = ffrtmp_infra.tracing.init_tracer
 
     def init_tracer(config: Any = None, **kwargs: Any) -> Any:
-        # A block that brings its own exporter or processor (the Testing section) keeps it.
-        return real_init_tracer(
-            config, **(kwargs or {"span_processor": SimpleSpanProcessor(exporter)})
-        )
+        # A block that brings its own exporter or processor (the Testing section) keeps it;
+        # metrics stay in memory too, never sent to localhost.
+        kwargs = kwargs or {"span_processor": SimpleSpanProcessor(exporter)}
+        kwargs.setdefault("metric_reader", InMemoryMetricReader())
+        return real_init_tracer(config, **kwargs)
 
     monkeypatch.setattr(ffrtmp_infra.tracing, "init_tracer", init_tracer)
     reset_globals()

@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -38,6 +39,7 @@ class Recorder:
         self.handle: TracingHandle = init_tracer(
             TracingConfig(service_name="fastapi-app", sample_ratio=sample_ratio),
             exporter=self.exporter,
+            metric_reader=InMemoryMetricReader(),  # metrics in memory too, not to localhost
         )
 
     def traces(self) -> dict[int, list[ReadableSpan]]:
