@@ -32,6 +32,7 @@ from ffrtmp_infra.tracing._attributes import (
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
 )
+from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
 from ffrtmp_infra.tracing._server import (
@@ -141,6 +142,10 @@ class TracingMiddleware:
     * WebSockets get one span per connection; ``lifespan`` passes through.
     * ``tracer_provider``: defaults to the global one, looked up per request so
       a provider installed after the app was built is used.
+    * Headers named by ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` /
+      ``..._SERVER_RESPONSE`` become ``http.request.header.<name>`` /
+      ``http.response.header.<name>`` attributes (tuples; ``..._SANITIZE_FIELDS``
+      values are ``[REDACTED]``), read when the middleware is built.
     * HTTP server metrics (``http.server.request.duration``, ``.active_requests``,
       ``.request.body.size``, ``.response.body.size``) for every HTTP request,
       sampled or not, into ``meter_provider`` or else the global one (looked up
@@ -166,6 +171,7 @@ class TracingMiddleware:
         )
         self._fields = PropagationFields()
         self._meters = MeterChoice(meter_provider, enabled=metrics)
+        self._request_headers, self._response_headers = server_captures()
 
     def _replan(self, provider: trace.TracerProvider) -> Plan:
         plan = self._plan = Plan.build(provider)
@@ -285,6 +291,8 @@ class TracingMiddleware:
             if kind == "http.response.start" or kind == "websocket.http.response.start":
                 status = message.get("status")
                 status_code = status if type(status) is int else _status(status)
+                if span is not None and response_headers is not None:
+                    _capture(span, response_headers, message)
             elif kind == "http.response.body":
                 body = message.get("body")
                 if body:
@@ -298,6 +306,9 @@ class TracingMiddleware:
                         ended_at = time.time_ns()
             await send(message)
 
+        response_headers = self._response_headers
+        if span is not None and self._request_headers is not None:
+            _capture(span, self._request_headers, scope)
         active = None
         started = 0.0
         if meters is not None:
@@ -342,6 +353,15 @@ class TracingMiddleware:
 
 
 _NO_TRACING = Plan(None, None)
+
+
+def _capture(span: trace.Span, capture: HeaderCapture, scope_or_message: Scope) -> None:
+    try:
+        attributes = capture.from_asgi(scope_or_message.get("headers") or ())
+    except (TypeError, ValueError, AttributeError):  # spec-breaking headers: capture nothing
+        return
+    if attributes:
+        span.set_attributes(attributes)
 
 
 def _request_size(scope: Scope) -> int | None:

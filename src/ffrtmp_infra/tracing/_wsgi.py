@@ -31,6 +31,7 @@ from ffrtmp_infra.tracing._attributes import (
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
 )
+from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
 from ffrtmp_infra.tracing._server import (
@@ -71,17 +72,33 @@ def _environ_route(environ: Environ) -> str | None:
 class RequestSpan:
     """The span of one request, driven by the WSGI middleware or a framework adapter."""
 
-    __slots__ = ("_ended", "error", "method", "span")
+    __slots__ = ("_ended", "_response_headers", "error", "method", "span")
 
-    def __init__(self, span: Span, method: str) -> None:
+    def __init__(
+        self, span: Span, method: str, response_headers: HeaderCapture | None = None
+    ) -> None:
         self.span = span
         self.method = method
         self.error: BaseException | None = None
         self._ended = False
+        self._response_headers = response_headers
 
-    def respond(self, status_code: int | None, route: str | None) -> None:
-        """Record the response status (5xx is an error) and name the span after ``route``."""
+    def respond(
+        self,
+        status_code: int | None,
+        route: str | None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """Record the response status (5xx is an error) and name the span after ``route``;
+        ``headers`` are the response's, captured when the environment asks for them."""
         span = self.span
+        if headers is not None and self._response_headers is not None:
+            try:
+                captured = self._response_headers.from_pairs(headers)
+            except (TypeError, ValueError, AttributeError):  # malformed: capture nothing
+                captured = {}
+            if captured:
+                span.set_attributes(captured)
         if status_code is not None:
             span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
             if status_code >= 500 and self.error is None:
@@ -126,6 +143,7 @@ class ServerSpans:
         self._fixed_provider = tracer_provider
         self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
         self._fields = PropagationFields()
+        self._request_headers, self._response_headers = server_captures()
 
     def _current_plan(self) -> Plan:
         provider = self._fixed_provider or global_provider()
@@ -184,8 +202,12 @@ class ServerSpans:
                 attributes = _attributes(environ, path, method, original, scheme)
                 span = plan.tracer.start_span(name, start_context, kind, attributes)
             plan.unprime()
+            if self._request_headers is not None and span.is_recording():
+                captured = self._request_headers.from_environ(environ)
+                if captured:
+                    span.set_attributes(captured)
         token = otel_context.attach(context_with_span(span, parent))
-        return RequestSpan(span, method), token
+        return RequestSpan(span, method, self._response_headers), token
 
 
 class WSGITracingMiddleware:
@@ -311,7 +333,7 @@ class _Exchange:
             route = None
         self._route = route or None
         if self._request is not None:
-            self._request.respond(status_code, route)
+            self._request.respond(status_code, route, headers)
         if exc_info is None:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
