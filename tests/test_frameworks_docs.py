@@ -232,11 +232,3 @@ def test_the_any_app_section_traces_plain_asgi_and_wsgi_apps(spans: InMemorySpan
     body = namespace["traced_wsgi"](environ, lambda status, headers, exc_info=None: None)
     assert b"".join(body) == b"hello"
     assert [name for name, _ in server_spans(spans)] == ["GET", "GET /jobs/{job_id}"]
-
-
-def test_the_several_workers_post_fork_hook_installs_tracing() -> None:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-
-    run_section("Several workers")["post_fork"](None, None)
-    assert isinstance(trace.get_tracer_provider(), TracerProvider)
