@@ -195,3 +195,11 @@ def test_unreadable_parent_based_delegates_let_the_sdk_decide(
         assert format(span.parent.span_id, "016x") == REMOTE_SPAN
         assert format(span.context.trace_id, "032x") == REMOTE_TRACE
     assert fallback_warnings(caught, "ffrtmp_infra") == []
+
+
+def test_without_the_suppression_keys_suppression_is_ignored_with_a_warning(
+    caught: list[warnings.WarningMessage],
+) -> None:
+    assert _compat.detect_suppression_keys(api_context=object()) == ()
+    assert len(fallback_warnings(caught, "_SUPPRESS_(HTTP_)INSTRUMENTATION_KEY")) == 1
+    assert len(_compat.detect_suppression_keys()) == 3  # the real API's keys

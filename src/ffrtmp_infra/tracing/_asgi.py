@@ -31,7 +31,9 @@ from ffrtmp_infra.tracing._attributes import (
     URL_QUERY,
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
+    USER_AGENT_SYNTHETIC_TYPE,
 )
+from ffrtmp_infra.tracing._compat import http_suppressed, response_propagator
 from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
@@ -48,6 +50,7 @@ from ffrtmp_infra.tracing._server import (
     redact_query,
     route_name,
     serves_this_request,
+    synthetic_type,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
@@ -194,11 +197,13 @@ class TracingMiddleware:
         kind = scope["type"]
         tracer = plan.tracer
         excluded = self._excluded
+        ambient = otel_context.get_current()  # empty for a server's request: cheap checks
         if (
             (kind != "http" and kind != "websocket")
             or (tracer is None and (meters is None or kind != "http"))
             or _MARK in scope
             or (excluded is not None and excluded(scope["path"]) is not None)
+            or (ambient and http_suppressed(ambient))
         ):
             await self.app(scope, receive, send)
             return
@@ -220,7 +225,6 @@ class TracingMiddleware:
                     carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         span_kind = SpanKind.SERVER
-        ambient = otel_context.get_current()
         if ambient and serves_this_request(trace.get_current_span(ambient)):
             # An outer layer (FastAPI's own telemetry, a contrib instrumentor, a
             # serverless adapter) opened this request's SERVER span and already
@@ -254,7 +258,7 @@ class TracingMiddleware:
         try:
             if span.is_recording():
                 await self._exchange(scope, receive, send, span, meters)
-            elif meters is not None:
+            elif meters is not None or response_propagator() is not None:
                 await self._exchange(scope, receive, send, None, meters)
             else:
                 await self.app(scope, receive, send)
@@ -293,6 +297,8 @@ class TracingMiddleware:
                 status_code = status if type(status) is int else _status(status)
                 if span is not None and response_headers is not None:
                     _capture(span, response_headers, message)
+                if propagator is not None:
+                    message = _with_response_context(message, propagator, request_context)
             elif kind == "http.response.body":
                 body = message.get("body")
                 if body:
@@ -307,6 +313,8 @@ class TracingMiddleware:
             await send(message)
 
         response_headers = self._response_headers
+        propagator = response_propagator()
+        request_context = otel_context.get_current()  # the request's span, for the propagator
         if span is not None and self._request_headers is not None:
             _capture(span, self._request_headers, scope)
         active = None
@@ -353,6 +361,19 @@ class TracingMiddleware:
 
 
 _NO_TRACING = Plan(None, None)
+
+
+def _with_response_context(message: Message, propagator: Any, context: Context) -> Message:
+    """``message`` with the global response propagator's headers (``traceresponse``) added."""
+    carrier: dict[str, str] = {}
+    try:
+        propagator.inject(carrier, context=context)
+        added = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
+    except Exception:  # a broken propagator must not break the response
+        return message
+    if not added:
+        return message
+    return {**message, "headers": [*(message.get("headers") or ()), *added]}
 
 
 def _capture(span: trace.Span, capture: HeaderCapture, scope_or_message: Scope) -> None:
@@ -424,7 +445,11 @@ def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
-            attributes[USER_AGENT_ORIGINAL] = value.decode("latin-1")
+            user_agent = value.decode("latin-1")
+            attributes[USER_AGENT_ORIGINAL] = user_agent
+            synthetic = synthetic_type(user_agent)
+            if synthetic is not None:
+                attributes[USER_AGENT_SYNTHETIC_TYPE] = synthetic
     server = scope.get("server")
     if host:
         address, port = parse_host(host)

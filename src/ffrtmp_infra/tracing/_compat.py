@@ -33,8 +33,10 @@ __all__ = [
     "fresh_context_with_span",
     "global_meter_provider",
     "global_provider",
+    "http_suppressed",
     "ids_are_random",
     "parent_based_delegates",
+    "response_propagator",
 ]
 
 ProviderReader = Callable[[], "trace.TracerProvider | None"]
@@ -239,6 +241,66 @@ def ids_are_random(generator: IdGenerator) -> bool:
     """Whether spans from ``generator`` carry the random-trace-id flag, as the SDK would set it."""
     is_random = getattr(generator, "is_trace_id_random", None)
     return bool(RANDOM_TRACE_ID) and is_random is not None and bool(is_random())
+
+
+# --- suppress_http_instrumentation() ------------------------------------------
+
+
+def detect_suppression_keys(api_context: object = _MISSING) -> tuple[str, ...]:
+    """The context keys ``suppress_instrumentation()`` / ``suppress_http_instrumentation()``
+    set (``opentelemetry-instrumentation``'s helpers; the keys are the API's, private).
+
+    ``create_key`` makes each key unique, so without the API's own objects a
+    suppression cannot be recognised: it is then ignored, with a warning.
+    """
+    if api_context is _MISSING:
+        from opentelemetry import context as api_context
+    keys = tuple(
+        key
+        for key in (
+            getattr(api_context, "_SUPPRESS_INSTRUMENTATION_KEY", None),
+            getattr(api_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None),
+        )
+        if isinstance(key, str)
+    )
+    if len(keys) != 2:
+        _fallback_warning(
+            "opentelemetry.context._SUPPRESS_(HTTP_)INSTRUMENTATION_KEY",
+            "ignoring suppress_http_instrumentation() (requests are traced and measured)",
+        )
+        return ()
+    # opentelemetry-instrumentation also sets this plain key, for older readers.
+    return (*keys, "suppress_instrumentation")
+
+
+_SUPPRESSION_KEYS = detect_suppression_keys()
+
+
+def http_suppressed(ambient: Context) -> bool:
+    """Whether ``ambient`` (the context a request arrives in) suppresses HTTP instrumentation."""
+    return any(ambient.get(key) for key in _SUPPRESSION_KEYS)
+
+
+# --- the global response propagator ------------------------------------------
+
+
+def _no_response_propagator() -> object | None:
+    return None
+
+
+def detect_response_propagator() -> Callable[[], object | None]:
+    """``opentelemetry.instrumentation.propagators.get_global_response_propagator``
+    (public, in ``opentelemetry-instrumentation``, which this package does not
+    require); without that package no response propagator can be set."""
+    try:
+        from opentelemetry.instrumentation.propagators import get_global_response_propagator
+    except ImportError:
+        return _no_response_propagator
+    getter: Callable[[], object | None] = get_global_response_propagator
+    return getter
+
+
+response_propagator = detect_response_propagator()
 
 
 global_provider = detect_provider_reader()

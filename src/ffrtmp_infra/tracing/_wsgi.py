@@ -30,7 +30,9 @@ from ffrtmp_infra.tracing._attributes import (
     URL_QUERY,
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
+    USER_AGENT_SYNTHETIC_TYPE,
 )
+from ffrtmp_infra.tracing._compat import http_suppressed, response_propagator
 from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
 from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
@@ -47,6 +49,7 @@ from ffrtmp_infra.tracing._server import (
     redact_query,
     route_name,
     serves_this_request,
+    synthetic_type,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
@@ -62,6 +65,19 @@ _ENV_VARS = ("OTEL_PYTHON_WSGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 ROUTE_KEY = "ffrtmp.route"
 #: The request's :class:`RequestSpan` in the environ while the app runs (for framework hooks).
 ENVIRON_KEY = "ffrtmp.tracing"
+
+
+def _text(value: object) -> str:
+    """An environ value as the str PEP 3333 promises: bytes decoded, anything else empty."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return value.decode("latin-1")
+    return ""
+
+
+def _path(environ: Environ) -> str:
+    return _text(environ.get("SCRIPT_NAME")) + _text(environ.get("PATH_INFO")) or "/"
 
 
 def _environ_route(environ: Environ) -> str | None:
@@ -154,8 +170,7 @@ class ServerSpans:
 
     def excluded(self, environ: Environ) -> bool:
         """Whether the request's path is one of the excluded URLs."""
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        return self._exclusions.excluded(path or "/")
+        return self._exclusions.excluded(_path(environ))
 
     def start(
         self, environ: Environ, *, scheme: str | None = None
@@ -168,12 +183,14 @@ class ServerSpans:
         plan = self._current_plan()
         if plan.tracer is None:
             return None
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if self._exclusions.excluded(path or "/"):
+        path = _path(environ)
+        if self._exclusions.excluded(path):
             return None
-        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
+        method, original = normalize_method(_text(environ.get("REQUEST_METHOD")) or "GET")
         kind = SpanKind.SERVER
         ambient = otel_context.get_current()
+        if ambient and http_suppressed(ambient):
+            return None
         if ambient and serves_this_request(trace.get_current_span(ambient)):
             parent: Context | None = ambient
             span = None
@@ -248,6 +265,9 @@ class WSGITracingMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         meters = self._meters.current()
+        ambient = otel_context.get_current()
+        if ambient and http_suppressed(ambient):
+            return self.wsgi_app(environ, start_response)
         started = self._spans.start(environ)
         if started is None:  # not traced: no tracer, or an excluded URL
             if meters is None or self._spans.excluded(environ):
@@ -257,7 +277,7 @@ class WSGITracingMiddleware:
         try:
             if request.span.is_recording():
                 return self._exchange(environ, start_response, request, meters)
-            if meters is not None:
+            if meters is not None or response_propagator() is not None:
                 return self._exchange(environ, start_response, None, meters)
             return self.wsgi_app(environ, start_response)
         except Exception as exc:
@@ -314,18 +334,19 @@ class _Exchange:
         self._body_size = 0
         self._active: tuple[str, str] | None = None
         self._started = 0.0
-        # Exemplars: the sampled span's context, passed along when measuring after the
-        # server has iterated the body (when the request's context is no longer current).
-        self._context = otel_context.get_current() if request is not None else None
+        # The request's context: for exemplars, measured after the server has iterated
+        # the body (when it is no longer current), and for the response propagator.
+        self._context = otel_context.get_current()
+        self._propagator = response_propagator()
         if meters is not None:
             self._started = perf_counter()
-            method = normalize_method(environ.get("REQUEST_METHOD", "GET"))[0]
-            self._active = meters.start(method, environ.get("wsgi.url_scheme") or "http")
+            method = normalize_method(_text(environ.get("REQUEST_METHOD")) or "GET")[0]
+            self._active = meters.start(method, _text(environ.get("wsgi.url_scheme")) or "http")
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        code = status.split(" ", 1)[0]
+        code = _text(status).split(" ", 1)[0]
         status_code = self._status_code = int(code) if code.isdigit() else None
         try:
             route = self._route_getter(self._environ)
@@ -334,6 +355,8 @@ class _Exchange:
         self._route = route or None
         if self._request is not None:
             self._request.respond(status_code, route, headers)
+        if self._propagator is not None:
+            headers = _with_response_context(headers, self._propagator, self._context)
         if exc_info is None:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
@@ -377,7 +400,7 @@ class _Exchange:
             status_code = self._status_code
             if status_code is None and self._error is not None:
                 status_code = 500  # nothing was sent: the server answers the exception with 500
-            protocol = self._environ.get("SERVER_PROTOCOL", "")
+            protocol = _text(self._environ.get("SERVER_PROTOCOL"))
             self._meters.finish(
                 self._active,
                 duration=perf_counter() - self._started,
@@ -385,10 +408,22 @@ class _Exchange:
                 status_code=status_code,
                 route=self._route,
                 error=self._error,
-                request_size=content_length(str(self._environ.get("CONTENT_LENGTH") or "")),
+                request_size=content_length(_text(self._environ.get("CONTENT_LENGTH"))),
                 response_size=self._body_size if self._status_code is not None else None,
                 context=self._context,
             )
+
+
+def _with_response_context(
+    headers: list[tuple[str, str]], propagator: Any, context: Context
+) -> list[tuple[str, str]]:
+    """``headers`` plus the global response propagator's (``traceresponse``)."""
+    carrier: dict[str, str] = {}
+    try:
+        propagator.inject(carrier, context=context)
+    except Exception:  # a broken propagator must not break the response
+        return headers
+    return [*headers, *carrier.items()] if carrier else headers
 
 
 def _attributes(
@@ -396,20 +431,20 @@ def _attributes(
 ) -> Attributes:
     attributes: Attributes = {
         HTTP_REQUEST_METHOD: method,
-        URL_SCHEME: scheme or environ.get("wsgi.url_scheme", "http"),
+        URL_SCHEME: scheme or _text(environ.get("wsgi.url_scheme")) or "http",
         URL_PATH: path or "/",
     }
     if original is not None:
         attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
-    query = environ.get("QUERY_STRING")
+    query = _text(environ.get("QUERY_STRING"))
     if query:
         attributes[URL_QUERY] = redact_query(query)
-    host = environ.get("HTTP_HOST")
+    host = _text(environ.get("HTTP_HOST"))
     port: int | None = None
     if host:
         address, port = parse_host(host)
     else:
-        address = environ.get("SERVER_NAME", "")
+        address = _text(environ.get("SERVER_NAME"))
     if port is None:
         server_port = str(environ.get("SERVER_PORT", ""))
         port = int(server_port) if server_port.isdigit() else None
@@ -417,14 +452,19 @@ def _attributes(
         attributes[SERVER_ADDRESS] = address
     if port is not None:
         attributes[SERVER_PORT] = port
-    protocol = environ.get("SERVER_PROTOCOL", "")
+    protocol = _text(environ.get("SERVER_PROTOCOL"))
     if protocol.startswith("HTTP/"):
         attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
-    if environ.get("REMOTE_ADDR"):
-        attributes[CLIENT_ADDRESS] = environ["REMOTE_ADDR"]
+    remote_address = _text(environ.get("REMOTE_ADDR"))
+    if remote_address:
+        attributes[CLIENT_ADDRESS] = remote_address
     remote_port = str(environ.get("REMOTE_PORT", ""))
     if remote_port.isdigit():
         attributes[CLIENT_PORT] = int(remote_port)
-    if environ.get("HTTP_USER_AGENT"):
-        attributes[USER_AGENT_ORIGINAL] = environ["HTTP_USER_AGENT"]
+    user_agent = _text(environ.get("HTTP_USER_AGENT"))
+    if user_agent:
+        attributes[USER_AGENT_ORIGINAL] = user_agent
+        synthetic = synthetic_type(user_agent)
+        if synthetic is not None:
+            attributes[USER_AGENT_SYNTHETIC_TYPE] = synthetic
     return attributes
