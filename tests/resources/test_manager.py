@@ -306,3 +306,20 @@ def test_odd_capacities_round_down_and_requests_round_up(manager: ResourceManage
     assert node.capacity.cpu_milli == 1666
     assert node.capacity.ram_mib == 15998
     assert manager.reserve("j", "n", cpu=1 / 3).resources.cpu_milli == 334
+
+
+def test_the_same_numbers_in_other_units_are_other_requests(manager: ResourceManager) -> None:
+    # Parsed request shapes are cached: (1 millicore, 1 MiB) given as "1m"/"1Mi" must never
+    # stand in for the whole core and GiB that ints 1 and 1 mean, nor the other way round.
+    manager.register_node("n", cpu=8, ram_gb=8)
+    small = manager.reserve("small", "n", cpu="1m", ram_gb="1Mi")
+    whole = manager.reserve("whole", "n", cpu=1, ram_gb=1)
+    again = manager.reserve("again", "n", cpu=0.001, ram_gb="1Mi")
+    assert (small.resources.cpu_milli, small.resources.ram_mib) == (1, 1)
+    assert (whole.resources.cpu_milli, whole.resources.ram_mib) == (1000, 1024)
+    assert again.resources == small.resources
+    for bad in (True, False):  # equal to the cached ints 1 and 0, still not amounts
+        with pytest.raises(InvalidAmountError, match=f"got {bad}"):
+            manager.reserve("bool", "n", cpu=bad, ram_gb=1)
+        with pytest.raises(InvalidAmountError, match=f"got {bad}"):
+            manager.reserve("bool", "n", cpu=1, ram_gb=bad)

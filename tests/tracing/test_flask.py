@@ -150,3 +150,19 @@ def test_without_flask_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delitem(sys.modules, "ffrtmp_infra.tracing.flask")
     with pytest.raises(MissingExtraError, match=r"ffrtmp-infra\[flask\]"):
         importlib.import_module("ffrtmp_infra.tracing.flask")
+
+
+def test_under_contribs_wsgi_middleware_the_request_stays_one_trace(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    app = make_app(provider)
+    app.wsgi_app = OpenTelemetryMiddleware(app.wsgi_app, tracer_provider=provider)  # type: ignore[method-assign]
+    app.test_client().get("/items/7").close()
+    ours, contrib = sorted(exporter.get_finished_spans(), key=lambda s: s.kind is SpanKind.SERVER)
+    assert (contrib.kind, ours.kind) == (SpanKind.SERVER, SpanKind.INTERNAL)
+    assert ours.name == "GET /items/{item_id}"
+    assert ours.parent is not None
+    assert ours.parent.span_id == contrib.context.span_id
+    assert ours.context.trace_id == contrib.context.trace_id
