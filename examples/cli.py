@@ -27,20 +27,11 @@ from typing import Any
 
 import httpx
 
-from examples.worker.client import tls_context
+from examples.worker.client import MasterError, tls_context
 
-__all__ = ["APIClient", "APIError", "format_table", "main"]
+__all__ = ["APIClient", "MasterError", "format_table", "main"]
 
 TERMINAL = ("completed", "failed", "canceled")
-
-
-class APIError(Exception):
-    """The master answered with an error; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
 
 
 class APIClient:
@@ -77,7 +68,7 @@ class APIClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request; return the decoded JSON or raise :class:`APIError`."""
+        """Send one request; return the decoded JSON or raise :class:`MasterError`."""
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
@@ -85,7 +76,7 @@ class APIClient:
                 message, detail = str(payload.get("error")), payload.get("detail")
             except (ValueError, AttributeError):
                 message, detail = response.text[:300] or response.reason_phrase, None
-            raise APIError(response.status_code, message, detail)
+            raise MasterError(response.status_code, message, detail)
         return response.json() if response.content else None
 
     def health(self) -> dict[str, Any]:
@@ -365,9 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args, client)
         except ValueError as exc:
             parser.error(str(exc))
-        except APIError as exc:
+        except MasterError as exc:
             detail = f" ({json.dumps(exc.detail)})" if exc.detail else ""
-            print(f"error: the master answered {exc.status}: {exc}{detail}", file=sys.stderr)
+            print(f"error: the {exc}{detail}", file=sys.stderr)
             return 3
         except httpx.TransportError as exc:
             print(f"error: cannot reach the master at {args.master}: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from examples.cli import APIClient, APIError, format_table, human_size
+from examples.cli import APIClient, MasterError, format_table, human_size
 from examples.common.ffmpeg import (
     FFmpegNotFoundError,
     find_ffmpeg,
@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 labels[job["id"]] = label
             print(f"submitted {len(labels)} jobs; progress:")
             jobs = _watch(client, labels, args.timeout)
-    except (RuntimeError, APIError, httpx.HTTPError, OSError) as exc:
+    except (RuntimeError, MasterError, httpx.HTTPError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted: stopping everything", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -46,8 +47,12 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     real_init_tracer = ffrtmp_infra.tracing.init_tracer
 
-    def init_tracer(config: Any = None, **_: Any) -> Any:
-        return real_init_tracer(config, span_processor=SimpleSpanProcessor(exporter))
+    def init_tracer(config: Any = None, **kwargs: Any) -> Any:
+        # A block that brings its own exporter or processor (the Testing section) keeps it;
+        # metrics stay in memory too, never sent to localhost.
+        kwargs = kwargs or {"span_processor": SimpleSpanProcessor(exporter)}
+        kwargs.setdefault("metric_reader", InMemoryMetricReader())
+        return real_init_tracer(config, **kwargs)
 
     monkeypatch.setattr(ffrtmp_infra.tracing, "init_tracer", init_tracer)
     reset_globals()
@@ -205,3 +210,25 @@ def test_the_any_app_section_wraps_plain_asgi_and_wsgi_apps() -> None:
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/jobs/7", "REMOTE_ADDR": "5.6.7.8"}
     answers = [namespace["wsgi_app"].check(dict(environ))[0] for _ in range(6)]
     assert [a.status if a else 200 for a in answers] == [200] * 5 + [429]
+
+
+def test_the_any_app_section_traces_plain_asgi_and_wsgi_apps(spans: InMemorySpanExporter) -> None:
+    import asyncio
+
+    from ffrtmp_infra.tracing import init_tracer
+
+    init_tracer()  # the section's apps use the global provider
+    namespace = run_section("Any ASGI or WSGI app")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/jobs/7", "headers": []}
+    asyncio.run(namespace["traced_asgi"](scope, receive, send))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/jobs/7", "myapp.route": "/jobs/{job_id}"}
+    body = namespace["traced_wsgi"](environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(body) == b"hello"
+    assert [name for name, _ in server_spans(spans)] == ["GET", "GET /jobs/{job_id}"]

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from examples.common.netpolicy import IPAddress, pinned_http_url
 from examples.common.scenarios import PRESETS, Scenario
+from examples.common.spec import SpecError
 
 __all__ = [
     "HARDWARE_ENCODER_SUFFIXES",
@@ -34,7 +35,6 @@ __all__ = [
     "MediaInfo",
     "Progress",
     "ProgressParser",
-    "SpecError",
     "bitrate_bps",
     "build_command",
     "collect_outputs",
@@ -92,10 +92,6 @@ _NVENC_PRESETS = dict(
 
 class FFmpegNotFoundError(RuntimeError):
     """No usable ffmpeg binary was found."""
-
-
-class SpecError(ValueError):
-    """A job spec cannot be turned into an ffmpeg command (the message names the field)."""
 
 
 def find_ffmpeg(env: Mapping[str, str] | None = None) -> str:
@@ -241,24 +237,24 @@ def bitrate_bps(value: str) -> int:
     """``"2500k"`` -> 2500000, ``"2M"`` -> 2000000, ``"800000"`` -> 800000."""
     match = _BITRATE.fullmatch(value.strip())
     if match is None:
-        raise SpecError(f"bitrate must look like 2500k, 2M or 800000, got {value!r}")
+        raise SpecError("bitrate", f"must look like 2500k, 2M or 800000, got {value!r}")
     number, unit = match.groups()
     scale = {"": 1, "k": 1_000, "m": 1_000_000}[unit.lower()]
     bps = int(float(number) * scale)
     if not 10_000 <= bps <= 200_000_000:
-        raise SpecError(f"bitrate must be between 10k and 200M, got {value!r}")
+        raise SpecError("bitrate", f"must be between 10k and 200M, got {value!r}")
     return bps
 
 
 def _resolution(value: object, field: str) -> tuple[int, int]:
     match = _RESOLUTION.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise SpecError(f"{field} must look like 1280x720, got {value!r}")
+        raise SpecError(field, f"must look like 1280x720, got {value!r}")
     width, height = int(match.group(1)), int(match.group(2))
     if width > 7680 or height > 4320:
-        raise SpecError(f"{field} must be at most 7680x4320, got {value!r}")
+        raise SpecError(field, f"must be at most 7680x4320, got {value!r}")
     if width % 2 or height % 2:
-        raise SpecError(f"{field} must have even width and height (yuv420p), got {value!r}")
+        raise SpecError(field, f"must have even width and height (yuv420p), got {value!r}")
     return width, height
 
 
@@ -285,26 +281,27 @@ def resolve_settings(scenario: Scenario, overrides: Mapping[str, Any] | None) ->
     refused = sorted(set(overrides) - set(scenario.allowed_overrides))
     if refused:
         raise SpecError(
-            f"overrides.{refused[0]} is not allowed for scenario {scenario.name!r} "
-            f"(allowed: {', '.join(sorted(scenario.allowed_overrides)) or 'none'})"
+            f"overrides.{refused[0]}",
+            f"is not allowed for scenario {scenario.name!r} "
+            f"(allowed: {', '.join(sorted(scenario.allowed_overrides)) or 'none'})",
         )
     merged = {**scenario.defaults, **overrides}
     bitrate = merged["bitrate"]
     if not isinstance(bitrate, str):
-        raise SpecError(f"overrides.bitrate must be a string like 2500k, got {bitrate!r}")
+        raise SpecError("overrides.bitrate", f"must be a string like 2500k, got {bitrate!r}")
     bitrate_bps(bitrate)
     preset = merged["preset"]
     if preset not in PRESETS:
-        raise SpecError(f"overrides.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise SpecError("overrides.preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}")
     crf = merged["crf"]
     if crf is not None and (
         not isinstance(crf, int) or isinstance(crf, bool) or not 0 <= crf <= 63
     ):
-        raise SpecError(f"overrides.crf must be an integer from 0 to 63, got {crf!r}")
+        raise SpecError("overrides.crf", f"must be an integer from 0 to 63, got {crf!r}")
     width, height = _resolution(merged["resolution"], "overrides.resolution")
     fps = merged["fps"]
     if not isinstance(fps, int) or isinstance(fps, bool) or not 1 <= fps <= 120:
-        raise SpecError(f"overrides.fps must be an integer from 1 to 120, got {fps!r}")
+        raise SpecError("overrides.fps", f"must be an integer from 1 to 120, got {fps!r}")
     return EncodeSettings(bitrate, str(preset), crf, width, height, fps)
 
 
@@ -328,7 +325,7 @@ class FFmpegCommand:
 
 def _check_job_id(job_id: str) -> None:
     if not _JOB_ID.fullmatch(job_id) or job_id in (".", ".."):
-        raise SpecError(f"job_id must match [A-Za-z0-9._-]{{1,64}}, got {job_id!r}")
+        raise SpecError("job_id", f"must match [A-Za-z0-9._-]{{1,64}}, got {job_id!r}")
 
 
 def input_source(spec_input: Mapping[str, Any], media_root: Path | None) -> str | None:
@@ -342,24 +339,24 @@ def input_source(spec_input: Mapping[str, Any], media_root: Path | None) -> str 
         return None
     if kind == "file":
         if media_root is None:
-            raise SpecError("input.type 'file' needs the worker to have a --media-root")
+            raise SpecError("input.type", "'file' needs the worker to have a --media-root")
         relative = spec_input.get("path")
         if not isinstance(relative, str) or not relative or "\x00" in relative:
-            raise SpecError(f"input.path must be a non-empty relative path, got {relative!r}")
+            raise SpecError("input.path", f"must be a non-empty relative path, got {relative!r}")
         root = media_root.resolve()
         candidate = (root / relative).resolve()
         if Path(relative).is_absolute() or not candidate.is_relative_to(root):
-            raise SpecError(f"input.path must stay under the media root, got {relative!r}")
+            raise SpecError("input.path", f"must stay under the media root, got {relative!r}")
         if not candidate.is_file():
-            raise SpecError(f"input.path {relative!r} does not exist under the media root")
+            raise SpecError("input.path", f"{relative!r} does not exist under the media root")
         return str(candidate)
     if kind == "url":
         url = spec_input.get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SpecError(f"input.url must be an http(s) URL, got {url!r}")
+            raise SpecError("input.url", f"must be an http(s) URL, got {url!r}")
         return str(url)
-    raise SpecError(f"input.type must be testsrc, file or url, got {kind!r}")
+    raise SpecError("input.type", f"must be testsrc, file or url, got {kind!r}")
 
 
 def _url_input(source: str, address: IPAddress | None) -> list[str]:
@@ -393,12 +390,12 @@ def _input_args(
             or isinstance(duration, bool)
             or not 0 < duration <= 3600
         ):
-            raise SpecError(f"input.duration must be a number in (0, 3600], got {duration!r}")
+            raise SpecError("input.duration", f"must be a number in (0, 3600], got {duration!r}")
         size = spec_input.get("size", f"{settings.width}x{settings.height}")
         width, height = _resolution(size, "input.size")
         rate = spec_input.get("rate", settings.fps)
         if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 120:
-            raise SpecError(f"input.rate must be an integer from 1 to 120, got {rate!r}")
+            raise SpecError("input.rate", f"must be an integer from 1 to 120, got {rate!r}")
         seconds = f"{float(duration):g}"
         video = f"testsrc2=size={width}x{height}:rate={rate}:duration={seconds}"
         audio = f"sine=frequency=440:sample_rate=48000:duration={seconds}"
@@ -445,7 +442,9 @@ def _video_codec_args(scenario: Scenario, s: EncodeSettings, *, live: bool) -> l
         args = ["-c:v", encoder, "-preset", _NVENC_PRESETS[s.preset], "-rc", "vbr"]
         args += ["-cq", str(s.crf)] if s.crf is not None else ["-b:v", str(bps)]
         return [*args, *cap, *gop]
-    raise SpecError(f"scenario {scenario.name!r} uses encoder {encoder!r}, unknown to the worker")
+    raise SpecError(
+        "scenario", f"{scenario.name!r} uses encoder {encoder!r}, unknown to the worker"
+    )
 
 
 def _scale_filter(width: int, height: int, fps: int) -> str:
@@ -482,7 +481,7 @@ def build_command(
     settings = resolve_settings(scenario, spec.get("overrides"))
     spec_input = spec.get("input")
     if not isinstance(spec_input, Mapping):
-        raise SpecError("input must be an object with a type")
+        raise SpecError("input", "must be an object with a type")
     root = Path(media_root) if media_root is not None else None
     input_args, duration_s, has_audio = _input_args(
         spec_input,
@@ -515,14 +514,16 @@ def build_command(
         url = (spec.get("output") or {}).get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
-            raise SpecError(f"output.url must be an rtmp:// or rtmps:// URL, got {url!r}")
+            raise SpecError("output.url", f"must be an rtmp:// or rtmps:// URL, got {url!r}")
         argv += ["-map", "0:v:0", *audio_map, "-vf"]
         argv += [_scale_filter(settings.width, settings.height, settings.fps)]
         argv += [*video_codec, *(_AUDIO if audio_map else []), "-f", "flv", str(url)]
         return FFmpegCommand(tuple(argv), None, duration_s, True, frozenset({str(url)}))
 
     if output_dir is None:
-        raise SpecError(f"scenario {scenario.name!r} writes files: the worker needs --output-dir")
+        raise SpecError(
+            "scenario", f"{scenario.name!r} writes files: the worker needs --output-dir"
+        )
     job_dir = Path(output_dir) / job_id
     if scenario.kind == "hls":
         argv += _hls_args(scenario, settings, job_dir, audio_map=audio_map)

@@ -32,7 +32,6 @@ from examples.master.store import Store, open_store
 from ffrtmp_infra.ratelimit import (
     Limiter,
     RateLimitMiddleware,
-    RequestInfo,
     Rule,
     client_ip,
     instrument,
@@ -88,14 +87,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error", "detail": None}, status_code=500)
 
 
-def _is_worker_report(path: str) -> bool:
-    """Heartbeats, claims, progress and results: limited per node after authentication."""
-    parts = path.strip("/").split("/")
-    if len(parts) != 3:
-        return False
-    return (parts[0] == "nodes" and parts[2] in ("heartbeat", "claim")) or (
-        parts[0] == "jobs" and parts[2] in ("progress", "result")
-    )
+#: Heartbeats, claims, progress and results: limited per node after authentication.
+WORKER_REPORTS = (
+    "/nodes/{node_id}/heartbeat",
+    "/nodes/{node_id}/claim",
+    "/jobs/{job_id}/progress",
+    "/jobs/{job_id}/result",
+)
 
 
 def _rules(config: MasterConfig) -> list[Rule]:
@@ -107,15 +105,8 @@ def _rules(config: MasterConfig) -> list[Rule]:
     workers would starve itself. ``/health`` is never limited.
     """
     api = Limiter(config.rate_limit, config.rate_burst, name="api")
-    by_address = client_ip(trusted_proxies=config.trust_proxies)
-
-    def key(info: RequestInfo) -> str | None:
-        if _is_worker_report(info.path):
-            return None
-        address = by_address(info)
-        return None if address is None else str(address)
-
-    return [Rule(path="/health", exempt=True), Rule(api, key=key)]
+    exempt = [Rule(path=path, exempt=True) for path in ("/health", *WORKER_REPORTS)]
+    return [*exempt, Rule(api, key=client_ip(trusted_proxies=config.trust_proxies))]
 
 
 def create_app(

@@ -27,7 +27,6 @@ from examples.common.ffmpeg import (
     MediaInfo,
     Progress,
     ProgressParser,
-    SpecError,
     build_command,
     collect_outputs,
     input_source,
@@ -37,7 +36,7 @@ from examples.common.ffmpeg import (
 )
 from examples.common.netpolicy import DestinationPolicy
 from examples.common.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
-from examples.common.spec import SpecError as SpecFieldError
+from examples.common.spec import SpecError
 from examples.worker.backoff import Backoff
 from examples.worker.client import (
     MasterClient,
@@ -295,7 +294,7 @@ class JobRunner:
         # None of these can succeed on a retry: the master fails the job at once.
         try:
             command = self._prepare()
-        except (SpecError, SpecFieldError, UnknownScenarioError) as exc:
+        except (SpecError, UnknownScenarioError) as exc:
             return self._report("failed", error=f"invalid job spec: {exc}", retryable=False)
         except _InputError as exc:
             return self._report("failed", error=str(exc), retryable=False)

@@ -17,6 +17,7 @@ from typing import Any
 
 
 def _tracer() -> Any:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -26,6 +27,7 @@ def _tracer() -> Any:
     init_tracer(
         TracingConfig(service_name="coexist", sample_ratio=1.0),
         span_processor=SimpleSpanProcessor(exporter),
+        metric_reader=InMemoryMetricReader(),  # metrics in memory too, not to localhost
     )
     return exporter
 

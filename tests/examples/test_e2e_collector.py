@@ -3,7 +3,7 @@
 Both processes are configured with ``OTEL_*`` variables only, export over gRPC or
 OTLP/HTTP with gzip, hold every span in their batch processor until they are stopped
 with a signal (so only the exit flush can deliver them), and the test counts what the
-collector received (rotel forwards it to a protobuf-decoding receiver).
+collector received (rotel forwards it to a protobuf-decoding receiver), HTTP metrics too.
 """
 
 from __future__ import annotations
@@ -89,6 +89,16 @@ def test_every_master_span_reaches_the_collector(
     assert resource["telemetry.sdk.language"] == "python"
     assert resource["telemetry.distro.name"] == "ffrtmp-infra"
     assert all(s.resource == resource for s in received)
+    # The HTTP server metrics were flushed at the stop too, through the same collector:
+    # every request counted once under its route and status, sampled or not.
+    exports = rotel.downstream.wait_for_metric_exports(1, timeout=20)
+    [last] = [e for e in exports if any(p.resource == resource for p in e)][-1:]
+    measured: Counter[tuple[str, int]] = Counter()
+    for point in last:
+        if point.metric == "http.server.request.duration":
+            name = f"{point.attributes['http.request.method']} {point.attributes['http.route']}"
+            measured[name, point.attributes["http.response.status_code"]] += point.count
+    assert measured == sent
 
 
 def by_job(spans: list[ReceivedSpan], job_id: str) -> dict[str, ReceivedSpan]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from examples.cli import APIClient, APIError
+from examples.cli import APIClient, MasterError
 
 from tests.examples.conftest import MasterFactory, WorkerFactory
 from tests.examples.helpers import children_of, wait_until
@@ -41,7 +41,7 @@ def status_of(api: APIClient, job_id: str, *wanted: str) -> dict[str, Any] | Non
 def node_status(api: APIClient, node_id: str) -> str:
     try:
         return str(api.node(node_id)["status"])
-    except APIError as exc:
+    except MasterError as exc:
         if exc.status == 404:
             return "unknown"
         raise
@@ -167,6 +167,6 @@ def test_sigterm_deregisters_the_worker_with_its_own_key(
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         assert "deregistered w1" in worker.log()
-        with pytest.raises(APIError) as gone:
+        with pytest.raises(MasterError) as gone:
             api.node("w1")
         assert gone.value.status == 410

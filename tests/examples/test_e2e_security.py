@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from examples.cli import APIClient, APIError
+from examples.cli import APIClient, MasterError
 
 from tests.examples.conftest import MasterFactory, WorkerFactory
 from tests.examples.helpers import REPO, child_env, wait_until
@@ -96,7 +96,7 @@ def test_mtls_lets_in_only_workers_with_a_client_certificate_from_the_ca(
     with APIClient(master.url, api_key=master.api_key, ca_cert=ca) as anonymous:
         with pytest.raises(Exception) as handshake:  # noqa: PT011 (TLS errors vary by version)
             anonymous.nodes()
-        assert not isinstance(handshake.value, APIError)
+        assert not isinstance(handshake.value, MasterError)
     good.stop()
 
 
@@ -119,6 +119,6 @@ def test_worker_with_the_wrong_key_is_refused_and_exits(
 
 def test_api_without_a_key_gets_401(start_master: MasterFactory) -> None:
     master = start_master()
-    with APIClient(master.url) as anonymous, pytest.raises(APIError) as denied:
+    with APIClient(master.url) as anonymous, pytest.raises(MasterError) as denied:
         anonymous.jobs()
     assert denied.value.status == 401

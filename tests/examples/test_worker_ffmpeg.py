@@ -14,7 +14,6 @@ from examples.common.ffmpeg import (
     FFmpegNotFoundError,
     Progress,
     ProgressParser,
-    SpecError,
     bitrate_bps,
     build_command,
     collect_outputs,
@@ -27,6 +26,7 @@ from examples.common.ffmpeg import (
     usable_encoders,
 )
 from examples.common.scenarios import SCENARIOS
+from examples.common.spec import SpecError
 
 from ffrtmp_infra.tracing import redact_argv, run_ffmpeg
 from tests.support.ffmpeg import FFmpeg
@@ -101,18 +101,18 @@ def test_resolve_settings_applies_allowed_overrides() -> None:
 @pytest.mark.parametrize(
     ("scenario", "overrides", "message"),
     [
-        ("hls-ladder", {"resolution": "640x360"}, "overrides.resolution is not allowed"),
-        ("720p-h264", {"vf": "movie=/etc/passwd"}, "overrides.vf is not allowed"),
-        ("720p-h264", {"preset": "-y"}, "overrides.preset must be one of"),
-        ("720p-h264", {"crf": 99}, "overrides.crf must be an integer from 0 to 63"),
+        ("hls-ladder", {"resolution": "640x360"}, "overrides.resolution: is not allowed"),
+        ("720p-h264", {"vf": "movie=/etc/passwd"}, "overrides.vf: is not allowed"),
+        ("720p-h264", {"preset": "-y"}, "overrides.preset: must be one of"),
+        ("720p-h264", {"crf": 99}, "overrides.crf: must be an integer from 0 to 63"),
         ("720p-h264", {"crf": True}, "overrides.crf"),
         ("720p-h264", {"resolution": "99999x2"}, "must be at most 7680x4320"),
-        ("720p-h264", {"resolution": "1280:720"}, "overrides.resolution must look like"),
+        ("720p-h264", {"resolution": "1280:720"}, "overrides.resolution: must look like"),
         ("720p-h264", {"resolution": "321x240"}, "even width and height"),
-        ("720p-h264", {"fps": 0}, "overrides.fps must be an integer from 1 to 120"),
-        ("720p-h264", {"bitrate": "lots"}, "bitrate must look like"),
-        ("720p-h264", {"bitrate": "9G"}, "bitrate must look like"),
-        ("720p-h264", {"bitrate": "1k"}, "bitrate must be between"),
+        ("720p-h264", {"fps": 0}, "overrides.fps: must be an integer from 1 to 120"),
+        ("720p-h264", {"bitrate": "lots"}, "bitrate: must look like"),
+        ("720p-h264", {"bitrate": "9G"}, "bitrate: must look like"),
+        ("720p-h264", {"bitrate": "1k"}, "bitrate: must be between"),
     ],
 )
 def test_resolve_settings_rejects_bad_overrides(
@@ -149,7 +149,7 @@ def test_argv_is_a_tuple_of_plain_strings_without_a_shell(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("job_id", ["..", "a/b", "", "x" * 65, "a b"])
 def test_job_id_that_could_escape_the_output_dir_is_refused(tmp_path: Path, job_id: str) -> None:
-    with pytest.raises(SpecError, match=r"job_id must match"):
+    with pytest.raises(SpecError, match=r"job_id: must match"):
         build_command(
             SCENARIOS["480p-h264"],
             _spec("480p-h264"),
@@ -166,7 +166,7 @@ def test_file_input_must_stay_under_the_media_root(tmp_path: Path, path: str) ->
     (tmp_path / "secret.mp4").write_bytes(b"x")
     (media / "link.mp4").symlink_to(tmp_path / "secret.mp4")
     spec = {"scenario": "480p-h264", "input": {"type": "file", "path": path}}
-    with pytest.raises(SpecError, match=r"input.path must stay under the media root"):
+    with pytest.raises(SpecError, match=r"input.path: must stay under the media root"):
         build_command(
             SCENARIOS["480p-h264"],
             spec,
@@ -193,7 +193,7 @@ def test_missing_file_input_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "rtmp://h/x", "concat:a|b", "https://"])
 def test_url_input_must_be_http_or_https(tmp_path: Path, url: str) -> None:
     spec = {"scenario": "480p-h264", "input": {"type": "url", "url": url}}
-    with pytest.raises(SpecError, match=r"input.url must be an http"):
+    with pytest.raises(SpecError, match=r"input.url: must be an http"):
         build_command(
             SCENARIOS["480p-h264"], spec, ffmpeg="ffmpeg", job_id="j", output_dir=tmp_path
         )
@@ -202,7 +202,7 @@ def test_url_input_must_be_http_or_https(tmp_path: Path, url: str) -> None:
 @pytest.mark.parametrize("url", [None, "http://h/live", "file:///tmp/x.flv", "rtmp://"])
 def test_live_output_must_be_rtmp_or_rtmps(url: str | None) -> None:
     spec = _spec("live-rtmp", output={"url": url})
-    with pytest.raises(SpecError, match=r"output.url must be an rtmp"):
+    with pytest.raises(SpecError, match=r"output.url: must be an rtmp"):
         build_command(SCENARIOS["live-rtmp"], spec, ffmpeg="ffmpeg", job_id="j")
 
 
@@ -218,7 +218,7 @@ def test_redacted_argv_hides_the_stream_key() -> None:
 
 def test_unknown_input_type_is_named(tmp_path: Path) -> None:
     spec = {"scenario": "480p-h264", "input": {"type": "lavfi", "graph": "x"}}
-    with pytest.raises(SpecError, match=r"input.type must be testsrc, file or url"):
+    with pytest.raises(SpecError, match=r"input.type: must be testsrc, file or url"):
         build_command(
             SCENARIOS["480p-h264"], spec, ffmpeg="ffmpeg", job_id="j", output_dir=tmp_path
         )

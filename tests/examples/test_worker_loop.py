@@ -214,7 +214,7 @@ def test_invalid_spec_fails_without_running_ffmpeg(
     job_id = master.submit(spec)
     [result] = wait_until(lambda: master.results(job_id), timeout=60, what="the result")
     assert result["status"] == "failed"
-    assert "input.path must stay under the media root" in result["error"]
+    assert "input.path: must stay under the media root" in result["error"]
     assert result["exit_code"] is None
 
 

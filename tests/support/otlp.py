@@ -1,4 +1,4 @@
-"""Real OTLP trace receivers on loopback: OTLP/HTTP decoding protobuf, and gRPC."""
+"""Real OTLP receivers on loopback: OTLP/HTTP decoding protobuf (traces and metrics), and gRPC."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -77,8 +81,66 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One metric data point as it arrived: histogram (count, sum, bounds) or sum (value)."""
+
+    metric: str
+    unit: str
+    kind: str  # "histogram", "sum" or "gauge"
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    count: int = 0
+    sum: float = 0.0
+    bounds: tuple[float, ...] = ()
+    value: float = 0.0
+    monotonic: bool = False
+    exemplars: tuple[tuple[str, str], ...] = ()  # (trace id, span id) as hex
+
+
+def decode_metrics(body: bytes) -> list[ReceivedPoint]:
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(body)
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                common = {"metric": metric.name, "unit": metric.unit, "resource": resource}
+                if kind == "histogram":
+                    for h in metric.histogram.data_points:
+                        points.append(
+                            ReceivedPoint(
+                                kind="histogram",
+                                attributes=_attributes(h.attributes),
+                                count=h.count,
+                                sum=h.sum,
+                                bounds=tuple(h.explicit_bounds),
+                                exemplars=tuple(
+                                    (e.trace_id.hex(), e.span_id.hex()) for e in h.exemplars
+                                ),
+                                **common,
+                            )
+                        )
+                elif kind in ("sum", "gauge"):
+                    data = getattr(metric, kind)
+                    for n in data.data_points:
+                        points.append(
+                            ReceivedPoint(
+                                kind=kind,
+                                attributes=_attributes(n.attributes),
+                                value=getattr(n, n.WhichOneof("value") or "as_int"),
+                                monotonic=kind == "sum" and data.is_monotonic,
+                                **common,
+                            )
+                        )
+    return points
+
+
 class OTLPReceiver:
-    """Accepts ``POST /v1/traces`` (protobuf, optionally gzip/deflate) and keeps the spans.
+    """Accepts ``POST /v1/traces`` and ``/v1/metrics`` (protobuf, optionally gzip/deflate)
+    and keeps the spans and the metric points (each export's points in ``metric_exports``).
 
     ``delay``: answer each export that many seconds late (a slow collector); ``stop()``
     releases the requests still waiting.
@@ -86,6 +148,7 @@ class OTLPReceiver:
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.metric_exports: list[list[ReceivedPoint]] = []
         self.requests: list[dict[str, str]] = []  # headers of each export request
         self._cond = threading.Condition()
         self._release = threading.Event()
@@ -99,6 +162,9 @@ class OTLPReceiver:
                     body = gzip.decompress(body)
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
+                if self.path == "/v1/metrics":
+                    self._metrics(body)
+                    return
                 if self.path != "/v1/traces":
                     self.send_error(404, f"no OTLP signal at {self.path}")
                     return
@@ -113,7 +179,22 @@ class OTLPReceiver:
                     receiver.requests.append(dict(self.headers))
                     receiver.spans.extend(spans)
                     receiver._cond.notify_all()
-                payload = ExportTraceServiceResponse().SerializeToString()
+                self._answer(ExportTraceServiceResponse().SerializeToString())
+
+            def _metrics(self, body: bytes) -> None:
+                try:
+                    points = decode_metrics(body)
+                except Exception as exc:
+                    self.send_error(400, f"undecodable ExportMetricsServiceRequest: {exc}")
+                    return
+                if delay:
+                    receiver._release.wait(delay)
+                with receiver._cond:
+                    receiver.metric_exports.append(points)
+                    receiver._cond.notify_all()
+                self._answer(ExportMetricsServiceResponse().SerializeToString())
+
+            def _answer(self, payload: bytes) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))
@@ -146,6 +227,22 @@ class OTLPReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def wait_for_metric_exports(
+        self, count: int, timeout: float = 10.0
+    ) -> list[list[ReceivedPoint]]:
+        """Block until ``count`` metric exports arrived; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.metric_exports) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    got = len(self.metric_exports)
+                    raise AssertionError(
+                        f"expected {count} metric exports in {timeout}s, got {got}"
+                    )
+                self._cond.wait(remaining)
+            return list(self.metric_exports)
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
         """Block until at least ``count`` spans arrived; AssertionError after ``timeout``."""

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_api
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,9 +17,12 @@ from ffrtmp_infra.tracing import _setup
 
 
 def reset_globals() -> None:
-    """Undo set_tracer_provider (allowed once per process) and init_tracer's memory."""
+    """Undo set_tracer_provider / set_meter_provider (each allowed once per process)
+    and init_tracer's memory."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
+    metrics_api._METER_PROVIDER_SET_ONCE = Once()
+    metrics_api._METER_PROVIDER = None
     _setup._reset_for_tests()
 
 

@@ -1,7 +1,8 @@
 """A traced app keeps serving while its collector is down, silent or late, and says so rarely.
 
-The app runs under real uvicorn, exports over both protocols to a real misbehaving
-collector (see ``collectors.py``) every 100 ms, and is queried for a few seconds. The
+The app runs under real uvicorn, exports spans and HTTP metrics over both protocols to a
+real misbehaving collector (see ``collectors.py``) every 100 ms, and is queried for a few
+seconds; then its shutdown is bounded. The
 latency bound is the promise under test (export runs in the batch thread, never on a
 request), set far above a normal request on a loaded machine.
 """
@@ -39,6 +40,7 @@ def test_the_app_serves_and_export_errors_are_rate_limited(
     case: str, protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
     app = TracingMiddleware(Starlette(routes=[Route("/items/{item_id}", item)]))
     with misbehaving_collector(case, protocol) as address:
         handle = init_tracer(
@@ -47,6 +49,7 @@ def test_the_app_serves_and_export_errors_are_rate_limited(
                 otlp_endpoint=address,
                 export_timeout=1,
                 export_log_interval=INTERVAL,
+                metric_export_interval=0.1,  # the HTTP metrics fail to export all along too
             )
         )
         latencies: list[float] = []
@@ -59,7 +62,10 @@ def test_the_app_serves_and_export_errors_are_rate_limited(
                 assert response.status_code == 200
                 time.sleep(0.02)
             elapsed = time.monotonic() - started
+        stopping = time.monotonic()
         handle.shutdown(timeout=1)
+        stopped_in = time.monotonic() - stopping
+    assert stopped_in < 1 + 1, f"{case}/{protocol}: shutdown took {stopped_in:.2f}s"
     assert max(latencies) < LATENCY_BOUND, f"{case}/{protocol}: slowest {max(latencies):.2f}s"
     exporter_lines = Counter(
         (r.name, r.levelno)

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from starlette.testclient import TestClient
 
 from ffrtmp_infra.tracing import TracingMiddleware, WSGITracingMiddleware, _asgi, _compat, _server
+from ffrtmp_infra.tracing import _metrics as metrics_module
 from ffrtmp_infra.tracing import _spans as spans_module
 from ffrtmp_infra.tracing import _wsgi as wsgi_module
 from tests.tracing.apps import make_app
@@ -50,6 +53,7 @@ def test_the_real_api_takes_no_fallback(caught: list[warnings.WarningMessage]) -
     assert _compat.detect_provider_reader() is _compat._slot_provider
     assert _compat.detect_context_factory() is not _compat._public_context_with_span
     assert _compat.detect_delegates_reader() is _compat._read_delegates
+    assert _compat.detect_meter_provider_reader() is not _compat._public_meter_provider
     assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
 
 
@@ -73,6 +77,35 @@ def test_without_the_provider_global_the_public_getter_serves_every_request(
 
     assert [s.name for s in exporter.get_finished_spans()] == ["GET /jobs/{job_id}"] * 3
     assert len(fallback_warnings(caught, "_TRACER_PROVIDER")) == 1
+
+
+def test_without_the_meter_provider_global_the_public_getter_serves_every_request(
+    monkeypatch: pytest.MonkeyPatch, caught: list[warnings.WarningMessage]
+) -> None:
+    reader = _compat.detect_meter_provider_reader(api_module=object())
+    assert reader is _compat._public_meter_provider
+    assert reader() is None  # only the proxy is installed
+    monkeypatch.setattr(metrics_module, "global_meter_provider", reader)
+    metric_reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[metric_reader])
+    metrics.set_meter_provider(provider)
+    assert reader() is provider
+
+    app = make_app()
+    app.add_middleware(TracingMiddleware, excluded_urls=())
+    serve(app, "/jobs/1", "/jobs/2")
+
+    data = metric_reader.get_metrics_data()
+    assert data is not None
+    [duration] = [
+        m
+        for r in data.resource_metrics
+        for sm in r.scope_metrics
+        for m in sm.metrics
+        if m.name == "http.server.request.duration"
+    ]
+    assert sum(p.count for p in duration.data.data_points) == 2  # type: ignore[union-attr]
+    assert len(fallback_warnings(caught, "_METER_PROVIDER")) == 1
 
 
 def test_a_moved_span_key_falls_back_to_set_span_in_context(
@@ -162,3 +195,11 @@ def test_unreadable_parent_based_delegates_let_the_sdk_decide(
         assert format(span.parent.span_id, "016x") == REMOTE_SPAN
         assert format(span.context.trace_id, "032x") == REMOTE_TRACE
     assert fallback_warnings(caught, "ffrtmp_infra") == []
+
+
+def test_without_the_suppression_keys_suppression_is_ignored_with_a_warning(
+    caught: list[warnings.WarningMessage],
+) -> None:
+    assert _compat.detect_suppression_keys(api_context=object()) == ()
+    assert len(fallback_warnings(caught, "_SUPPRESS_(HTTP_)INSTRUMENTATION_KEY")) == 1
+    assert len(_compat.detect_suppression_keys()) == 3  # the real API's keys

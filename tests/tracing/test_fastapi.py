@@ -14,9 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -38,6 +39,7 @@ class Recorder:
         self.handle: TracingHandle = init_tracer(
             TracingConfig(service_name="fastapi-app", sample_ratio=sample_ratio),
             exporter=self.exporter,
+            metric_reader=InMemoryMetricReader(),  # metrics in memory too, not to localhost
         )
 
     def traces(self) -> dict[int, list[ReadableSpan]]:
@@ -66,6 +68,12 @@ def make_app(stack: str) -> FastAPI:
         if item_id == 0:
             raise KeyError("item 0 was never stocked")
         return {"item_id": item_id}
+
+    @app.websocket("/ws/{room}")
+    async def echo(websocket: WebSocket, room: str) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
 
     if stack == "contrib-instrumentor":
         FastAPIInstrumentor.instrument_app(app)
@@ -174,3 +182,13 @@ def test_fastapi_operation_spans_stay_in_the_request_trace(
         assert endpoint.parent.span_id == ours(spans).context.span_id
     else:
         assert names == {"GET /items/{item_id}"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_websocket_connection_is_one_trace_too(recorder: Recorder, stack: str) -> None:
+    with TestClient(make_app(stack)).websocket_connect("/ws/lobby") as websocket:
+        websocket.send_text("hello")
+        assert websocket.receive_text() == "hello"
+    [spans] = recorder.traces().values()
+    assert len(servers(spans)) == 1
+    assert ours(spans).name == "WEBSOCKET /ws/{room}"

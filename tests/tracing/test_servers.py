@@ -1,6 +1,7 @@
 """Tracing under real servers (issue 12 item 9): FastAPI under uvicorn, Flask under
-gunicorn, Django under gunicorn (WSGI) and uvicorn (ASGI), each with two workers,
-exporting over OTLP/HTTP to a real receiver on loopback.
+gunicorn (also with ``--preload``: tracing set up before the fork), Django under gunicorn
+(WSGI) and uvicorn (ASGI), each with two workers, exporting over OTLP/HTTP to a real
+receiver on loopback.
 
 Each request is one trace with exactly one SERVER span named by the route template,
 and the view's KeyError is recorded with its class.
@@ -20,9 +21,17 @@ from tests.support.services import free_port
 pytestmark = pytest.mark.slow
 
 SERVER = 2  # OTLP SpanKind.SERVER
+
+
+def gunicorn_preload(target: str, port: int) -> list[str]:
+    """gunicorn importing the app (and so running ``init_tracer``) before it forks."""
+    return ["gunicorn", "--preload", *gunicorn(target, port)[1:]]
+
+
 STACKS = {
     "fastapi-uvicorn": (uvicorn, "fastapi", "fastapi_app"),
     "flask-gunicorn": (gunicorn, "flask", "flask_app"),
+    "flask-gunicorn-preload": (gunicorn_preload, "flask", "flask_app"),
     "django-gunicorn-wsgi": (gunicorn, "django", "django_wsgi"),
     "django-uvicorn-asgi": (uvicorn, "django", "django_asgi"),
 }

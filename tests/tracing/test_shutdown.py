@@ -16,8 +16,13 @@ import time
 
 import pytest
 from opentelemetry import trace
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
-from ffrtmp_infra.tracing import TracingConfig, init_tracer
+from ffrtmp_infra.tracing import TracingConfig, TracingMiddleware, init_tracer
 from tests.support.otlp import OTLPReceiver
 from tests.tracing.collectors import CASES, PROTOCOLS, misbehaving_collector
 
@@ -64,6 +69,38 @@ def test_shutdown_returns_within_its_timeout(
     assert "already shutdown" not in caplog.text
 
 
+async def _item(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("case", CASES)
+def test_shutdown_with_pending_metrics_returns_within_its_timeout(
+    case: str, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A request through the middleware leaves a span and HTTP metrics to flush: both
+    # providers shut down side by side within the one bound, with one warning line.
+    with misbehaving_collector(case, protocol) as address:
+        handle = init_tracer(
+            TracingConfig(protocol=protocol, otlp_endpoint=address, export_timeout=10)
+        )
+        app = TracingMiddleware(Starlette(routes=[Route("/item", _item)]))
+        assert TestClient(app).get("/item").status_code == 200
+        with caplog.at_level(logging.INFO):
+            started = time.monotonic()
+            handle.shutdown(timeout=TIMEOUT)
+            elapsed = time.monotonic() - started
+    assert elapsed < TIMEOUT + MARGIN, f"{case}/{protocol}: shutdown took {elapsed:.2f}s"
+    warnings = _tracing_warnings(caplog)
+    if elapsed >= TIMEOUT:
+        [warning] = warnings
+        assert "metrics" in warning or "spans" in warning
+        assert f"within {TIMEOUT}s" in warning
+        assert address in warning
+    else:
+        assert warnings == []
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_abandoned_shutdown_stops_the_exporter_once(
@@ -104,7 +141,13 @@ def test_a_healthy_collector_gets_every_span_and_no_warning(
 EXIT_WITHOUT_SHUTDOWN = """
 import logging, sys
 from opentelemetry import trace
-from ffrtmp_infra.tracing import TracingConfig, init_tracer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from ffrtmp_infra.tracing import TracingConfig, TracingMiddleware, init_tracer
 logging.basicConfig(level=logging.WARNING)
 init_tracer(TracingConfig(protocol=sys.argv[1], otlp_endpoint=sys.argv[2], export_timeout=30))
 trace.get_tracer("child").start_span("lost.at.exit").end()

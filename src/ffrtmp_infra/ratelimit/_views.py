@@ -48,10 +48,9 @@ class ViewLimit:
         self.engine = Engine(
             None, [rule], key, headers, False, encode=False, allow_async_keys=allow_async_keys
         )
-        self.limiter = limiter
-        self.name = None if name is None else _check_policy_name(name)
-        self.headers = headers
-        self._marks: tuple[Any, ...] = ((limiter, self.name),)
+        if name is not None:
+            _check_policy_name(name)
+        self._marks: tuple[Any, ...] = ((limiter, name),)
         self._prefix = "" if name is None else name + ":"
 
     def charged(self, raw: MutableMapping[str, Any]) -> bool:

@@ -20,6 +20,7 @@ Needs FastAPI (``pip install 'ffrtmp-infra[fastapi]'``).
 # No ``from __future__ import annotations``: FastAPI before 0.115.x cannot resolve a
 # callable instance's string annotations, and would take ``request`` for a query parameter.
 from collections.abc import Callable
+from http import HTTPStatus
 
 try:
     from fastapi import HTTPException, Request, Response
@@ -50,7 +51,8 @@ class RateLimitExceeded(HTTPException):
 
     def __init__(self, rejection: Rejection) -> None:
         headers = {n: v for n, v in rejection.headers if n.lower() not in _BODY_HEADERS}
-        super().__init__(rejection.status, detail="Too Many Requests", headers=headers)
+        phrase = HTTPStatus(rejection.status).phrase  # Too Many Requests, Service Unavailable
+        super().__init__(rejection.status, detail=phrase, headers=headers)
         self.rejection = rejection
 
 

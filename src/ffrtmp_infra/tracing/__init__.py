@@ -19,6 +19,7 @@ from ffrtmp_infra.tracing._errors import (
 )
 from ffrtmp_infra.tracing._ffmpeg import arun_ffmpeg, ffmpeg_run, record_process_exit, run_ffmpeg
 from ffrtmp_infra.tracing._logging import TraceContextLogFilter, install_log_correlation
+from ffrtmp_infra.tracing._metrics import DURATION_BUCKETS
 from ffrtmp_infra.tracing._propagation import (
     async_httpx_request_hook,
     context_from_env,
@@ -29,7 +30,12 @@ from ffrtmp_infra.tracing._propagation import (
 )
 from ffrtmp_infra.tracing._redact import redact_argv, redact_text, redact_url
 from ffrtmp_infra.tracing._server import DEFAULT_EXCLUDED_URLS, SamplingIdGenerator
-from ffrtmp_infra.tracing._setup import TracingHandle, build_tracer_provider, init_tracer
+from ffrtmp_infra.tracing._setup import (
+    TracingHandle,
+    build_meter_provider,
+    build_tracer_provider,
+    init_tracer,
+)
 from ffrtmp_infra.tracing._spans import (
     DomainSpan,
     db_operation,
@@ -45,6 +51,7 @@ from ffrtmp_infra.tracing._wsgi import WSGITracingMiddleware
 
 __all__ = [
     "DEFAULT_EXCLUDED_URLS",
+    "DURATION_BUCKETS",
     "ConfigurationError",
     "DomainSpan",
     "MissingDependencyError",
@@ -57,6 +64,7 @@ __all__ = [
     "WSGITracingMiddleware",
     "arun_ffmpeg",
     "async_httpx_request_hook",
+    "build_meter_provider",
     "build_tracer_provider",
     "context_from_env",
     "db_operation",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from time import perf_counter
 from types import ModuleType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -29,20 +31,26 @@ from ffrtmp_infra.tracing._attributes import (
     URL_QUERY,
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
+    USER_AGENT_SYNTHETIC_TYPE,
 )
+from ffrtmp_infra.tracing._compat import http_suppressed, response_propagator
+from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
+from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
     context_with_span,
+    exception_type,
     global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
     serves_this_request,
+    synthetic_type,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
@@ -95,7 +103,8 @@ def _rematch(routing: ModuleType, scope: Scope, entry_root_path: str) -> tuple[A
 
     Those releases record no route in the scope, so the routes are matched
     again the way ``Router.app`` does (first full match, else first partial),
-    from the outermost router down through mounts. Only for recorded spans.
+    from the outermost router down through mounts. Only for recorded spans and
+    metrics, once per request.
     """
     routes = getattr(scope.get("router"), "routes", None)
     probe: Scope = {**scope, "root_path": entry_root_path}
@@ -136,6 +145,15 @@ class TracingMiddleware:
     * WebSockets get one span per connection; ``lifespan`` passes through.
     * ``tracer_provider``: defaults to the global one, looked up per request so
       a provider installed after the app was built is used.
+    * Headers named by ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` /
+      ``..._SERVER_RESPONSE`` become ``http.request.header.<name>`` /
+      ``http.response.header.<name>`` attributes (tuples; ``..._SANITIZE_FIELDS``
+      values are ``[REDACTED]``), read when the middleware is built.
+    * HTTP server metrics (``http.server.request.duration``, ``.active_requests``,
+      ``.request.body.size``, ``.response.body.size``) for every HTTP request,
+      sampled or not, into ``meter_provider`` or else the global one (looked up
+      per request too); nothing is recorded while no meter provider is
+      installed. ``metrics=False`` turns them off.
     """
 
     def __init__(
@@ -144,6 +162,8 @@ class TracingMiddleware:
         *,
         excluded_urls: str | Sequence[str] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        metrics: bool = True,
     ) -> None:
         self.app = app
         self._exclusions = Exclusions.resolve(excluded_urls, _ENV_VARS)
@@ -153,6 +173,8 @@ class TracingMiddleware:
             Plan.build(tracer_provider) if tracer_provider is not None else Plan(None, None)
         )
         self._fields = PropagationFields()
+        self._meters = MeterChoice(meter_provider, enabled=metrics)
+        self._request_headers, self._response_headers = server_captures()
 
     def _replan(self, provider: trace.TracerProvider) -> Plan:
         plan = self._plan = Plan.build(provider)
@@ -162,22 +184,33 @@ class TracingMiddleware:
         # Hot path, written for the unsampled and disabled cases: no helper
         # calls, no attribute building, until the sampler's answer is known.
         provider = self._fixed_provider or global_provider()
+        meters = self._meters.current()
         if provider is None:
-            await self.app(scope, receive, send)
-            return
-        plan = self._plan
-        if plan.provider is not provider:
-            plan = self._replan(provider)
+            if meters is None:
+                await self.app(scope, receive, send)
+                return
+            plan = _NO_TRACING
+        else:
+            plan = self._plan
+            if plan.provider is not provider:
+                plan = self._replan(provider)
         kind = scope["type"]
         tracer = plan.tracer
         excluded = self._excluded
+        ambient = otel_context.get_current()  # empty for a server's request: cheap checks
         if (
-            tracer is None
-            or (kind != "http" and kind != "websocket")
+            (kind != "http" and kind != "websocket")
+            or (tracer is None and (meters is None or kind != "http"))
             or _MARK in scope
             or (excluded is not None and excluded(scope["path"]) is not None)
+            or (ambient and http_suppressed(ambient))
         ):
             await self.app(scope, receive, send)
+            return
+        if kind != "http":
+            meters = None  # WebSockets have no HTTP server metrics
+        if tracer is None:
+            await self._exchange(scope, receive, send, None, meters)
             return
 
         fields = self._fields
@@ -192,7 +225,6 @@ class TracingMiddleware:
                     carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         span_kind = SpanKind.SERVER
-        ambient = otel_context.get_current()
         if ambient and serves_this_request(trace.get_current_span(ambient)):
             # An outer layer (FastAPI's own telemetry, a contrib instrumentor, a
             # serverless adapter) opened this request's SERVER span and already
@@ -225,7 +257,9 @@ class TracingMiddleware:
         token = otel_context.attach(context_with_span(span, parent))
         try:
             if span.is_recording():
-                await self._traced(scope, receive, send, span)
+                await self._exchange(scope, receive, send, span, meters)
+            elif meters is not None or response_propagator() is not None:
+                await self._exchange(scope, receive, send, None, meters)
             else:
                 await self.app(scope, receive, send)
         except Exception as exc:
@@ -234,53 +268,139 @@ class TracingMiddleware:
         finally:
             otel_context.detach(token)
 
-    async def _traced(self, scope: Scope, receive: Receive, send: Send, span: trace.Span) -> None:
-        # The span ends when the app returns (so an exception re-raised after the
-        # 500 was sent is still recorded) but is timed to the last body byte.
-        # Response attributes are set once, at the end: one validation pass.
-        ended_at: int | None = None
-        status_code: int | None = None
+    async def _exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        span: trace.Span | None,
+        meters: ServerMetrics | None,
+    ) -> None:
+        """Run the app watching its response, for the span (when recording) and the metrics.
 
-        async def traced_send(message: Message) -> None:
-            nonlocal ended_at, status_code
+        The span ends when the app returns (so an exception re-raised after the
+        500 was sent is still recorded) but is timed to the last body byte, as
+        is the duration metric. Response attributes are set once, at the end:
+        one validation pass. Everything here is per request: nothing about a
+        response is kept on the middleware.
+        """
+        ended_at: int | None = None
+        finished: float | None = None
+        status_code: int | None = None
+        body_size = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal ended_at, finished, status_code, body_size
             kind = message["type"]
             if kind == "http.response.start" or kind == "websocket.http.response.start":
                 status = message.get("status")
                 status_code = status if type(status) is int else _status(status)
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                ended_at = time.time_ns()
+                if span is not None and response_headers is not None:
+                    _capture(span, response_headers, message)
+                if propagator is not None:
+                    message = _with_response_context(message, propagator, request_context)
+            elif kind == "http.response.body":
+                body = message.get("body")
+                if body:
+                    try:  # noqa: SIM105 (cheaper than contextlib.suppress, per message)
+                        body_size += len(body)
+                    except TypeError:  # a spec-breaking body: the server will say so
+                        pass
+                if not message.get("more_body", False):
+                    finished = perf_counter()
+                    if span is not None:
+                        ended_at = time.time_ns()
             await send(message)
 
+        response_headers = self._response_headers
+        propagator = response_propagator()
+        request_context = otel_context.get_current()  # the request's span, for the propagator
+        if span is not None and self._request_headers is not None:
+            _capture(span, self._request_headers, scope)
+        active = None
+        started = 0.0
+        if meters is not None:
+            started = perf_counter()
+            active = meters.start(
+                normalize_method(scope.get("method", "GET"))[0], scope.get("scheme") or "http"
+            )
         entry_root_path = scope.get("root_path", "")
         scope[_MARK] = True
-        raised = False
+        error: str | None = None
         try:
-            await self.app(scope, receive, traced_send)
+            await self.app(scope, receive, observed_send)
         except Exception as exc:
-            raised = True
-            record_error(span, exc)
-            remember_span(exc, span.get_span_context())
+            error = exception_type(exc)
+            if span is not None:
+                record_error(span, exc)
+                remember_span(exc, span.get_span_context())
             raise
         finally:
             scope.pop(_MARK, None)
+            if status_code is None and error is not None and scope["type"] == "http":
+                status_code = 500  # nothing was sent: the server answers the exception with 500
+            route = _route(scope, entry_root_path)
             try:
-                _set_response(span, scope, entry_root_path, status_code, raised)
+                if span is not None:
+                    _set_response(span, scope, status_code, error is not None, route)
             finally:
-                span.end(ended_at)  # a started span always ends, whatever went wrong above
+                if span is not None:
+                    span.end(ended_at)  # a started span always ends, whatever went wrong above
+                if active is not None:
+                    assert meters is not None
+                    meters.finish(
+                        active,
+                        duration=(finished or perf_counter()) - started,
+                        protocol=scope.get("http_version"),
+                        status_code=status_code,
+                        route=route,
+                        error=error,
+                        request_size=_request_size(scope),
+                        response_size=body_size if status_code is not None else None,
+                    )
+
+
+_NO_TRACING = Plan(None, None)
+
+
+def _with_response_context(message: Message, propagator: Any, context: Context) -> Message:
+    """``message`` with the global response propagator's headers (``traceresponse``) added."""
+    carrier: dict[str, str] = {}
+    try:
+        propagator.inject(carrier, context=context)
+        added = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
+    except Exception:  # a broken propagator must not break the response
+        return message
+    if not added:
+        return message
+    return {**message, "headers": [*(message.get("headers") or ()), *added]}
+
+
+def _capture(span: trace.Span, capture: HeaderCapture, scope_or_message: Scope) -> None:
+    try:
+        attributes = capture.from_asgi(scope_or_message.get("headers") or ())
+    except (TypeError, ValueError, AttributeError):  # spec-breaking headers: capture nothing
+        return
+    if attributes:
+        span.set_attributes(attributes)
+
+
+def _request_size(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return content_length(value)
+    return None
 
 
 def _set_response(
-    span: trace.Span, scope: Scope, entry_root_path: str, status_code: int | None, raised: bool
+    span: trace.Span, scope: Scope, status_code: int | None, raised: bool, route: str | None
 ) -> None:
     response: Attributes = {}
-    if status_code is None and raised and scope["type"] == "http":
-        status_code = 500  # nothing was sent: the server answers the escaped exception with 500
     if status_code is not None:
         response[HTTP_RESPONSE_STATUS_CODE] = status_code
         if status_code >= 500 and not raised:
             response[ERROR_TYPE] = str(status_code)
             span.set_status(Status(StatusCode.ERROR))
-    route = _route(scope, entry_root_path)
     if route is not None:
         response[HTTP_ROUTE] = route
         if scope["type"] == "http":
@@ -325,7 +445,11 @@ def _attributes(scope: Scope, method: str, original: str | None) -> Attributes:
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
-            attributes[USER_AGENT_ORIGINAL] = value.decode("latin-1")
+            user_agent = value.decode("latin-1")
+            attributes[USER_AGENT_ORIGINAL] = user_agent
+            synthetic = synthetic_type(user_agent)
+            if synthetic is not None:
+                attributes[USER_AGENT_SYNTHETIC_TYPE] = synthetic
     server = scope.get("server")
     if host:
         address, port = parse_host(host)

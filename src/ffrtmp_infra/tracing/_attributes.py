@@ -25,6 +25,7 @@ URL_PATH = "url.path"
 URL_QUERY = "url.query"
 URL_SCHEME = "url.scheme"
 USER_AGENT_ORIGINAL = "user_agent.original"
+USER_AGENT_SYNTHETIC_TYPE = "user_agent.synthetic.type"  # still "development"
 
 # Errors and exceptions (stable).
 ERROR_TYPE = "error.type"

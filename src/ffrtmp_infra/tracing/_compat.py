@@ -14,26 +14,33 @@ module would break the API itself).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, TraceFlags
 
 __all__ = [
+    "HISTOGRAM_ADVISORY",
+    "MEASUREMENT_CONTEXT",
     "RANDOM_TRACE_ID",
     "ParentBasedDelegates",
     "fresh_context_with_span",
+    "global_meter_provider",
     "global_provider",
+    "http_suppressed",
     "ids_are_random",
     "parent_based_delegates",
+    "response_propagator",
 ]
 
 ProviderReader = Callable[[], "trace.TracerProvider | None"]
+MeterProviderReader = Callable[[], "metrics.MeterProvider | None"]
 
 
 def _fallback_warning(private: str, fallback: str) -> None:
@@ -72,6 +79,41 @@ def detect_provider_reader(api_globals: Mapping[str, object] | None = None) -> P
         return _slot_provider
     _fallback_warning("opentelemetry.trace._TRACER_PROVIDER", "trace.get_tracer_provider()")
     return _public_provider
+
+
+# --- the global meter provider ----------------------------------------------
+
+
+def _public_meter_provider() -> metrics.MeterProvider | None:
+    provider = metrics.get_meter_provider()
+    # Before set_meter_provider the API hands out a proxy; it has no public type,
+    # but it is the one provider that is not the global slot's value.
+    return None if type(provider).__name__ == "_ProxyMeterProvider" else provider
+
+
+def detect_meter_provider_reader(api_module: object = _MISSING) -> MeterProviderReader:
+    """How to read the installed global meter provider (None while only the proxy is there).
+
+    ``metrics.get_meter_provider()`` costs ~0.8 µs per call while no provider is
+    installed (it looks up ``OTEL_PYTHON_METER_PROVIDER`` in the environment each
+    time); the middleware asks per request, so the API's module global
+    ``_METER_PROVIDER`` is read directly when it exists.
+    """
+    if api_module is _MISSING:
+        from opentelemetry.metrics import _internal as api_module
+    slot = getattr(api_module, "_METER_PROVIDER", _MISSING)
+    if slot is None or isinstance(slot, metrics.MeterProvider):
+        module = api_module
+
+        def read_slot() -> metrics.MeterProvider | None:
+            provider: metrics.MeterProvider | None = module._METER_PROVIDER  # type: ignore[attr-defined]
+            return provider
+
+        return read_slot
+    _fallback_warning(
+        "opentelemetry.metrics._internal._METER_PROVIDER", "metrics.get_meter_provider()"
+    )
+    return _public_meter_provider
 
 
 # --- a fresh context holding one span ----------------------------------------
@@ -179,12 +221,89 @@ def detect_delegates_reader(
 RANDOM_TRACE_ID: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 
 
+def _accepts(function: Callable[..., object], parameter: str) -> bool:
+    return parameter in inspect.signature(function).parameters
+
+
+#: Whether ``Meter.create_histogram`` takes ``explicit_bucket_boundaries_advisory``
+#: (API 1.23+ in the spec, later in Python); without it the SDK's default buckets
+#: apply unless a View sets them (our own metrics setup adds one).
+HISTOGRAM_ADVISORY: bool = _accepts(
+    metrics.Meter.create_histogram, "explicit_bucket_boundaries_advisory"
+)
+
+#: Whether ``Histogram.record`` / ``UpDownCounter.add`` take ``context`` (the
+#: releases with exemplars); older ones read the current context, if anything.
+MEASUREMENT_CONTEXT: bool = _accepts(metrics.Histogram.record, "context")
+
+
 def ids_are_random(generator: IdGenerator) -> bool:
     """Whether spans from ``generator`` carry the random-trace-id flag, as the SDK would set it."""
     is_random = getattr(generator, "is_trace_id_random", None)
     return bool(RANDOM_TRACE_ID) and is_random is not None and bool(is_random())
 
 
+# --- suppress_http_instrumentation() ------------------------------------------
+
+
+def detect_suppression_keys(api_context: object = _MISSING) -> tuple[str, ...]:
+    """The context keys ``suppress_instrumentation()`` / ``suppress_http_instrumentation()``
+    set (``opentelemetry-instrumentation``'s helpers; the keys are the API's, private).
+
+    ``create_key`` makes each key unique, so without the API's own objects a
+    suppression cannot be recognised: it is then ignored, with a warning.
+    """
+    if api_context is _MISSING:
+        from opentelemetry import context as api_context
+    keys = tuple(
+        key
+        for key in (
+            getattr(api_context, "_SUPPRESS_INSTRUMENTATION_KEY", None),
+            getattr(api_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None),
+        )
+        if isinstance(key, str)
+    )
+    if len(keys) != 2:
+        _fallback_warning(
+            "opentelemetry.context._SUPPRESS_(HTTP_)INSTRUMENTATION_KEY",
+            "ignoring suppress_http_instrumentation() (requests are traced and measured)",
+        )
+        return ()
+    # opentelemetry-instrumentation also sets this plain key, for older readers.
+    return (*keys, "suppress_instrumentation")
+
+
+_SUPPRESSION_KEYS = detect_suppression_keys()
+
+
+def http_suppressed(ambient: Context) -> bool:
+    """Whether ``ambient`` (the context a request arrives in) suppresses HTTP instrumentation."""
+    return any(ambient.get(key) for key in _SUPPRESSION_KEYS)
+
+
+# --- the global response propagator ------------------------------------------
+
+
+def _no_response_propagator() -> object | None:
+    return None
+
+
+def detect_response_propagator() -> Callable[[], object | None]:
+    """``opentelemetry.instrumentation.propagators.get_global_response_propagator``
+    (public, in ``opentelemetry-instrumentation``, which this package does not
+    require); without that package no response propagator can be set."""
+    try:
+        from opentelemetry.instrumentation.propagators import get_global_response_propagator
+    except ImportError:
+        return _no_response_propagator
+    getter: Callable[[], object | None] = get_global_response_propagator
+    return getter
+
+
+response_propagator = detect_response_propagator()
+
+
 global_provider = detect_provider_reader()
+global_meter_provider = detect_meter_provider_reader()
 fresh_context_with_span = detect_context_factory()
 parent_based_delegates = detect_delegates_reader()

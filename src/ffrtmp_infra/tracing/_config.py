@@ -16,6 +16,8 @@ __all__ = ["PROTOCOLS", "TracingConfig"]
 _log = logging.getLogger("ffrtmp_infra.tracing")
 
 PROTOCOLS = ("http/protobuf", "grpc")
+#: OTEL_METRICS_EXPORTER values init_tracer understands.
+METRICS_EXPORTERS = ("otlp", "console", "none")
 
 # OTEL_TRACES_SAMPLER values whose meaning is a plain ratio; anything else
 # (jaeger_remote, xray, an entry point) is left to the SDK to build from the env.
@@ -74,6 +76,22 @@ def _ratio_from_env() -> tuple[float | None, bool]:
     return None, False
 
 
+def _interval_from_env() -> float:
+    """OTEL_METRIC_EXPORT_INTERVAL (milliseconds) in seconds; 60 when unset."""
+    raw = _env("OTEL_METRIC_EXPORT_INTERVAL")
+    if raw is None:
+        return 60.0
+    try:
+        interval = float(raw) / 1000.0
+    except ValueError:
+        interval = math.nan
+    if not 0 < interval < float("inf"):
+        raise ConfigurationError(
+            f"OTEL_METRIC_EXPORT_INTERVAL must be a number of milliseconds > 0, got {raw!r}"
+        )
+    return interval
+
+
 def _check_text(value: object, name: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ConfigurationError(f"{name} must be a non-empty string or None, got {value!r}")
@@ -128,6 +146,14 @@ class TracingConfig:
     * ``export_log_interval``: seconds; the exporter's error and warning lines (collector
       down, silent or late) are logged at most once per interval per logger and level,
       the next one saying how many were suppressed. ``0`` logs every line.
+    * ``metrics``: whether :func:`init_tracer` also installs a meter provider (the HTTP
+      server metrics go there); ``OTEL_METRICS_EXPORTER`` (``otlp``, the default, or
+      ``console``; ``none`` turns metrics off). ``True`` with the variable unset or
+      ``none`` means ``otlp``. The result is in :attr:`metrics_exporter`.
+    * ``metric_export_interval``: seconds between metric exports,
+      ``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds, as the specification says); 60.
+    * Metrics go over ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else the ``protocol``
+      argument, else ``OTEL_EXPORTER_OTLP_PROTOCOL``; to :attr:`metrics_endpoint`.
     """
 
     service_name: str | None = None
@@ -142,12 +168,18 @@ class TracingConfig:
     headers: Mapping[str, str] | None = None
     resource_attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
     export_log_interval: float = 60.0
+    metrics: bool | None = None
+    metric_export_interval: float | None = None
+    #: "otlp", "console" or "none" (no meter provider), from ``metrics`` and the env.
+    metrics_exporter: str = field(default="none", init=False)
+    metrics_protocol: str = field(default="http/protobuf", init=False)
     #: False when ``OTEL_TRACES_SAMPLER`` names a sampler we do not map to a
     #: ratio (e.g. ``jaeger_remote``): the SDK then builds it from the env.
     sampler_from_env: bool = field(default=False, init=False)
     # Where otlp_endpoint came from: "argument", or the env var that set it (the OTLP
     # specification treats the general and the per-signal variables differently).
     _endpoint_source: str = field(default="argument", init=False, repr=False)
+    _protocol_source: str = field(default="argument", init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("service_name", "service_version", "environment"):
@@ -183,6 +215,8 @@ class TracingConfig:
                 f"{source} must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
             )
         set_(self, "protocol", protocol)
+        set_(self, "_protocol_source", source)
+        self._resolve_metrics()
 
         if self.enabled is None:
             set_(self, "enabled", not _env_flag_disabled())
@@ -221,6 +255,93 @@ class TracingConfig:
             raise ConfigurationError(
                 f"export_log_interval must be a finite number of seconds >= 0, got {interval!r}"
             )
+
+    def _resolve_metrics(self) -> None:
+        set_ = object.__setattr__
+        chosen = _env("OTEL_METRICS_EXPORTER")
+        exporter = "otlp"
+        if chosen is not None:
+            names = [n.strip().lower() for n in chosen.split(",") if n.strip()]
+            unknown = [n for n in names if n not in METRICS_EXPORTERS]
+            if unknown or len(names) != 1:
+                raise ConfigurationError(
+                    f"OTEL_METRICS_EXPORTER must be one of {', '.join(METRICS_EXPORTERS)} "
+                    f"(a Prometheus reader goes on a MeterProvider you install before "
+                    f"init_tracer), got {chosen!r}"
+                )
+            exporter = names[0]
+        if self.metrics is None:
+            set_(self, "metrics", exporter != "none")
+        elif not isinstance(self.metrics, bool):
+            raise ConfigurationError(f"metrics must be True, False or None, got {self.metrics!r}")
+        if not self.metrics:
+            exporter = "none"
+        elif exporter == "none":
+            exporter = "otlp"  # metrics=True in code wins over the variable
+        set_(self, "metrics_exporter", exporter)
+
+        interval = self.metric_export_interval
+        if interval is not None and (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval < float("inf")
+        ):
+            raise ConfigurationError(
+                f"metric_export_interval must be a number of seconds > 0, got {interval!r}"
+            )
+        if exporter == "none":
+            return  # the metrics variables are not read: they configure nothing
+        if interval is None:
+            interval = _interval_from_env()
+        set_(self, "metric_export_interval", float(interval))
+
+        protocol = _env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ConfigurationError(
+                f"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL must be one of {', '.join(PROTOCOLS)}, "
+                f"got {protocol!r}"
+            )
+        if protocol is None:
+            protocol = self.protocol
+            if self._protocol_source == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL":
+                general = _env("OTEL_EXPORTER_OTLP_PROTOCOL")  # the traces' own is not ours
+                protocol = general if general in PROTOCOLS else "http/protobuf"
+        set_(self, "metrics_protocol", protocol)
+        for var in ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+            value = _env(var)
+            if value is not None:
+                _check_endpoint(value, var)
+
+    @property
+    def metrics_endpoint(self) -> str | None:
+        """The URL the OTLP metric exporter is given, or ``None`` for its own default.
+
+        ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` is used as written, as the OTLP
+        exporter specification says. Otherwise the traces' endpoint is followed
+        to the same collector: a base from ``OTEL_EXPORTER_OTLP_ENDPOINT`` or a
+        ``host:port``/path-less ``otlp_endpoint`` gets ``/v1/metrics``, an
+        ``otlp_endpoint`` ending in ``/v1/traces`` has that replaced by
+        ``/v1/metrics``, any other path gets ``/v1/metrics`` appended. The
+        traces-only ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is not followed. For
+        gRPC the path is irrelevant and ``host:port`` becomes ``http://host:port``.
+        """
+        endpoint = _env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        if endpoint is not None:
+            return endpoint if "://" in endpoint else f"http://{endpoint}"
+        if self._endpoint_source == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+            endpoint = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        else:
+            endpoint = self.otlp_endpoint
+        if endpoint is None:
+            return None
+        if "://" not in endpoint:
+            endpoint = f"http://{endpoint}"
+        if self.metrics_protocol == "grpc":
+            return endpoint
+        base = endpoint.rstrip("/")
+        if base.endswith("/v1/traces"):
+            base = base.removesuffix("/v1/traces")
+        return base + "/v1/metrics"
 
     @property
     def traces_endpoint(self) -> str | None:

@@ -388,6 +388,21 @@ def serves_this_request(span: Span) -> bool:
     return not span.is_recording() or getattr(span, "kind", None) is SpanKind.SERVER
 
 
+# What contrib's detect_synthetic_user_agent looks for (test first, then bot).
+_SYNTHETIC_TEST = ("alwayson",)
+_SYNTHETIC_BOT = ("googlebot", "bingbot")
+
+
+def synthetic_type(user_agent: str) -> str | None:
+    """``user_agent.synthetic.type`` per semconv: ``"test"``, ``"bot"`` or None."""
+    lowered = user_agent.lower()
+    if any(p in lowered for p in _SYNTHETIC_TEST):
+        return "test"
+    if any(p in lowered for p in _SYNTHETIC_BOT):
+        return "bot"
+    return None
+
+
 def parse_host(host: str) -> tuple[str, int | None]:
     """``("example.com", 8080)`` from a Host header value (IPv6 brackets removed)."""
     if host.startswith("["):

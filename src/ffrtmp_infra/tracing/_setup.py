@@ -5,9 +5,10 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -19,14 +20,36 @@ from ffrtmp_infra.tracing._attributes import (
     SERVICE_NAME,
     SERVICE_VERSION,
 )
+from ffrtmp_infra.tracing._compat import HISTOGRAM_ADVISORY, global_meter_provider
 from ffrtmp_infra.tracing._config import TracingConfig, _env_flag_disabled
 from ffrtmp_infra.tracing._errors import MissingExtraError
 from ffrtmp_infra.tracing._logging import limit_export_logs
+from ffrtmp_infra.tracing._metrics import DURATION_BUCKETS, DURATION_METRIC
 from ffrtmp_infra.tracing._server import SamplingIdGenerator
 
-__all__ = ["TracingHandle", "active_config", "build_tracer_provider", "init_tracer"]
+if TYPE_CHECKING:  # the SDK's metrics package is imported only when metrics are set up
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+
+__all__ = [
+    "TracingHandle",
+    "active_config",
+    "build_meter_provider",
+    "build_tracer_provider",
+    "init_tracer",
+]
 
 _log = logging.getLogger("ffrtmp_infra.tracing")
+
+
+class _SdkProvider(Protocol):
+    """What the handle needs of the SDK's tracer and meter providers."""
+
+    def force_flush(self, timeout_millis: int = ...) -> bool: ...
+
+    def shutdown(self) -> Any: ...
+
+
 _lock = threading.Lock()
 _active: TracingHandle | None = None
 
@@ -39,6 +62,10 @@ class TracingHandle:
     found one (``owned`` is then False and :meth:`shutdown` leaves it alone, as
     its owner is the application). ``enabled`` is False when tracing was
     disabled by the config or ``OTEL_SDK_DISABLED``.
+
+    ``meter_provider`` likewise: the SDK :class:`~opentelemetry.sdk.metrics.MeterProvider`
+    ``init_tracer`` installed (``meter_provider_owned`` True), the application's
+    when one was installed already (False), or None when metrics are off.
     """
 
     def __init__(
@@ -48,59 +75,87 @@ class TracingHandle:
         enabled: bool,
         owned: bool,
         config: TracingConfig,
+        meter_provider: metrics.MeterProvider | None = None,
+        meter_provider_owned: bool = False,
     ) -> None:
         self.provider = provider
         self.enabled = enabled
         self.owned = owned
         self.config = config
+        self.meter_provider = meter_provider
+        self.meter_provider_owned = meter_provider_owned
         self._closed = False
         self._close_lock = threading.Lock()
 
+    def _owned_providers(self) -> list[tuple[str, _SdkProvider]]:
+        """(what it exports, provider) for each SDK provider this handle must stop."""
+        owned: list[tuple[str, _SdkProvider]] = []
+        if self.owned and isinstance(self.provider, TracerProvider):
+            owned.append(("spans", self.provider))
+        if self.meter_provider_owned and self.meter_provider is not None:
+            owned.append(("metrics", self.meter_provider))  # type: ignore[arg-type]
+        return owned
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now. Returns the SDK's answer, which says
-        True even when the export failed (SDK 1.45): check the collector, not this."""
-        if self._closed or not self.owned or not isinstance(self.provider, TracerProvider):
+        """Export every finished span (and the metrics so far) now. Returns the SDK's
+        answer, which says True even when a span export failed (SDK 1.45): check the
+        collector, not this."""
+        if self._closed:
             return True
-        return self.provider.force_flush(timeout_millis)
+        flushed = [p.force_flush(timeout_millis) for _, p in self._owned_providers()]  # each
+        return all(flushed)
 
     def shutdown(self, timeout: float | None = 3.0) -> None:
-        """Flush pending spans and stop the exporter, within ``timeout`` seconds.
+        """Flush pending spans and metrics and stop the exporters, within ``timeout`` seconds.
 
-        Safe to call more than once. The SDK's flush and shutdown run in a
-        daemon thread; if they have not finished after ``timeout`` seconds
-        (the collector refuses, stays silent, answers slowly, or speaks TLS
-        where plaintext was expected) one warning names the collector, the
-        spans not yet exported are dropped, and this returns: the thread is
-        abandoned and cannot hold up the process's exit. ``None`` waits as
-        long as the exporter wants. :func:`init_tracer` registers this method
-        with :mod:`atexit`, so an exit without an explicit call is bounded too.
+        Safe to call more than once. The SDK's flushes and shutdowns (the
+        tracer provider's and the meter provider's, side by side) run in daemon
+        threads; if they have not finished after ``timeout`` seconds (the
+        collector refuses, stays silent, answers slowly, or speaks TLS where
+        plaintext was expected) one warning names the collector, the data not
+        yet exported is dropped, and this returns: the threads are abandoned
+        and cannot hold up the process's exit. ``None`` waits as long as the
+        exporters want. :func:`init_tracer` registers this method with
+        :mod:`atexit`, so an exit without an explicit call is bounded too.
         """
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
         atexit.unregister(self.shutdown)
-        if not self.owned or not isinstance(self.provider, TracerProvider):
-            return
+        providers = self._owned_providers()
         if timeout is None:
-            self.provider.shutdown()
+            for _, provider in providers:
+                provider.shutdown()
             return
-        stopper = threading.Thread(
-            target=self.provider.shutdown, name="ffrtmp-tracing-shutdown", daemon=True
+        deadline = time.monotonic() + timeout
+        stoppers = [
+            threading.Thread(target=p.shutdown, name="ffrtmp-tracing-shutdown", daemon=True)
+            for _, p in providers
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(max(0.0, deadline - time.monotonic()))
+        late = [what for (what, _), t in zip(providers, stoppers, strict=True) if t.is_alive()]
+        if not late:
+            return
+        where = self.config.traces_endpoint if "spans" in late else self.config.metrics_endpoint
+        _log.warning(
+            "tracing shutdown: %s were not exported within %ss (is the collector at %s "
+            "reachable?); giving up and dropping them",
+            " and ".join(late),
+            timeout,
+            where or "the default endpoint",
         )
-        stopper.start()
-        stopper.join(timeout)
-        if stopper.is_alive():
-            _log.warning(
-                "tracing shutdown: spans were not exported within %ss (is the collector at %s "
-                "reachable?); giving up and dropping them",
-                timeout,
-                self.config.traces_endpoint or "the default endpoint",
-            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("enabled" if self.enabled else "disabled")
-        return f"<TracingHandle {state} owned={self.owned} provider={type(self.provider).__name__}>"
+        meters = type(self.meter_provider).__name__ if self.meter_provider else None
+        return (
+            f"<TracingHandle {state} owned={self.owned} provider={type(self.provider).__name__}"
+            f" meter_provider={meters} meter_provider_owned={self.meter_provider_owned}>"
+        )
 
 
 def active_config() -> TracingConfig | None:
@@ -147,13 +202,106 @@ def _exporter(config: TracingConfig) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
 
 
-def _export_loggers(exporter: SpanExporter) -> set[str]:
+def _metric_exporter(config: TracingConfig) -> MetricExporter:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    if config.metrics_exporter == "console":
+        return ConsoleMetricExporter()
+    endpoint = config.metrics_endpoint
+    headers = dict(config.headers) if config.headers else None
+    if config.metrics_protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter as GrpcMetricExporter,
+            )
+        except ImportError as exc:
+            raise MissingExtraError(
+                "metrics over protocol='grpc'", "grpc", "opentelemetry-exporter-otlp-proto-grpc"
+            ) from exc
+        return GrpcMetricExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=config.export_timeout)
+
+
+def _export_loggers(exporter: SpanExporter | MetricExporter, runner: type) -> set[str]:
     """The OpenTelemetry loggers that report failed exports: one per module of the
     exporter's classes (the gRPC exporter logs from its base class's module), and
-    the batch processor's."""
+    the module of what runs it (the batch processor, the periodic reader)."""
     names = {cls.__module__ for cls in type(exporter).__mro__}
-    names.add(BatchSpanProcessor.__module__)
+    names.add(runner.__module__)
     return {name for name in names if name.startswith("opentelemetry.")}
+
+
+def build_meter_provider(
+    config: TracingConfig | None = None,
+    *,
+    metric_reader: MetricReader | None = None,
+    shutdown_on_exit: bool = True,
+) -> MeterProvider:
+    """The SDK meter provider :func:`init_tracer` would install, without installing it.
+
+    Its reader exports every ``config.metric_export_interval`` seconds over
+    OTLP (``config.metrics_protocol`` to ``config.metrics_endpoint``), or to the
+    console when ``OTEL_METRICS_EXPORTER=console``; ``metric_reader`` replaces
+    it (tests use an ``InMemoryMetricReader``). Ignores ``config.enabled`` and
+    ``config.metrics``. The middleware takes it as ``meter_provider=``.
+    """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+    config = config if config is not None else TracingConfig(metrics=True)
+    if metric_reader is None:
+        metric_reader = _periodic_reader(config, _metric_exporter(config))
+    views = (
+        []
+        if HISTOGRAM_ADVISORY
+        else [  # an API too old for bucket advice: the same buckets through a View
+            View(
+                instrument_name=DURATION_METRIC,
+                aggregation=ExplicitBucketHistogramAggregation(list(DURATION_BUCKETS)),
+            )
+        ]
+    )
+    return MeterProvider(
+        metric_readers=[metric_reader],
+        resource=_resource(config),
+        views=views,
+        shutdown_on_exit=shutdown_on_exit,
+    )
+
+
+def _meter_provider(
+    config: TracingConfig, metric_reader: MetricReader | None
+) -> tuple[metrics.MeterProvider | None, bool]:
+    """(the meter provider the middleware will use, whether we installed it)."""
+    if config.metrics_exporter == "none" and metric_reader is None:
+        return None, False
+    installed = global_meter_provider()
+    if installed is not None:
+        _log.info(
+            "a meter provider (%s) is already installed; init_tracer keeps it",
+            type(installed).__name__,
+        )
+        return installed, False
+    if metric_reader is None:
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        exporter = _metric_exporter(config)
+        loggers = _export_loggers(exporter, PeriodicExportingMetricReader)
+        limit_export_logs(loggers, config.export_log_interval)
+        metric_reader = _periodic_reader(config, exporter)
+    provider = build_meter_provider(config, metric_reader=metric_reader, shutdown_on_exit=False)
+    metrics.set_meter_provider(provider)
+    return provider, True
+
+
+def _periodic_reader(config: TracingConfig, exporter: MetricExporter) -> MetricReader:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    return PeriodicExportingMetricReader(
+        exporter, export_interval_millis=(config.metric_export_interval or 60.0) * 1000
+    )
 
 
 def build_tracer_provider(
@@ -192,6 +340,7 @@ def init_tracer(
     *,
     exporter: SpanExporter | None = None,
     span_processor: SpanProcessor | None = None,
+    metric_reader: MetricReader | None = None,
 ) -> TracingHandle:
     """Install a tracer provider exporting spans over OTLP, once per process.
 
@@ -208,6 +357,16 @@ def init_tracer(
       ``opentelemetry-instrument``): it is kept, a warning says so, and the
       handle wraps it without owning it.
     * Called again: returns the first handle (a different config is ignored, with a warning).
+
+    Metrics (``config.metrics``, on unless ``OTEL_METRICS_EXPORTER=none``): a
+    meter provider exporting every ``metric_export_interval`` seconds over OTLP
+    to the same collector (see :attr:`TracingConfig.metrics_endpoint`) is
+    installed as the global one, so the middleware's HTTP server metrics (and
+    any instrument the application makes) are exported; ``metric_reader``
+    replaces the exporting reader (tests use an ``InMemoryMetricReader``). A
+    meter provider the application installed first is kept and never replaced
+    (install yours *before* ``init_tracer``: the API allows one global). The
+    handle's :meth:`~TracingHandle.shutdown` flushes both providers.
     """
     global _active
     config = config if config is not None else TracingConfig()
@@ -224,13 +383,23 @@ def init_tracer(
         if not config.enabled:
             _active = TracingHandle(current, enabled=False, owned=False, config=config)
             return _active
+        meter_provider, meters_owned = _meter_provider(config, metric_reader)
         if not isinstance(current, trace.ProxyTracerProvider):
             _log.warning(
                 "a tracer provider (%s) is already installed; init_tracer keeps it "
-                "and adds nothing",
+                "and adds no tracing",
                 type(current).__name__,
             )
-            _active = TracingHandle(current, enabled=True, owned=False, config=config)
+            _active = TracingHandle(
+                current,
+                enabled=True,
+                owned=False,
+                config=config,
+                meter_provider=meter_provider,
+                meter_provider_owned=meters_owned,
+            )
+            if meters_owned:
+                atexit.register(_active.shutdown)
             return _active
         if _env_flag_disabled():
             _log.warning(
@@ -243,9 +412,18 @@ def init_tracer(
             config, exporter=exporter, span_processor=span_processor, shutdown_on_exit=False
         )
         if exporter is not None:
-            limit_export_logs(_export_loggers(exporter), config.export_log_interval)
+            limit_export_logs(
+                _export_loggers(exporter, BatchSpanProcessor), config.export_log_interval
+            )
         trace.set_tracer_provider(provider)
-        _active = TracingHandle(provider, enabled=True, owned=True, config=config)
+        _active = TracingHandle(
+            provider,
+            enabled=True,
+            owned=True,
+            config=config,
+            meter_provider=meter_provider,
+            meter_provider_owned=meters_owned,
+        )
         atexit.register(_active.shutdown)
         return _active
 

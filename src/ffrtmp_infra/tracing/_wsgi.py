@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import Token
+from time import perf_counter
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ffrtmp_infra.tracing._attributes import (
@@ -28,20 +30,26 @@ from ffrtmp_infra.tracing._attributes import (
     URL_QUERY,
     URL_SCHEME,
     USER_AGENT_ORIGINAL,
+    USER_AGENT_SYNTHETIC_TYPE,
 )
+from ffrtmp_infra.tracing._compat import http_suppressed, response_propagator
+from ffrtmp_infra.tracing._headers import HeaderCapture, server_captures
 from ffrtmp_infra.tracing._logging import remember_span
+from ffrtmp_infra.tracing._metrics import MeterChoice, ServerMetrics, content_length
 from ffrtmp_infra.tracing._server import (
     Attributes,
     Exclusions,
     Plan,
     PropagationFields,
     context_with_span,
+    exception_type,
     global_provider,
     normalize_method,
     parse_host,
     redact_query,
     route_name,
     serves_this_request,
+    synthetic_type,
 )
 from ffrtmp_infra.tracing._spans import record_error
 
@@ -59,6 +67,19 @@ ROUTE_KEY = "ffrtmp.route"
 ENVIRON_KEY = "ffrtmp.tracing"
 
 
+def _text(value: object) -> str:
+    """An environ value as the str PEP 3333 promises: bytes decoded, anything else empty."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return value.decode("latin-1")
+    return ""
+
+
+def _path(environ: Environ) -> str:
+    return _text(environ.get("SCRIPT_NAME")) + _text(environ.get("PATH_INFO")) or "/"
+
+
 def _environ_route(environ: Environ) -> str | None:
     route = environ.get(ROUTE_KEY)
     return route if isinstance(route, str) and route else None
@@ -67,17 +88,33 @@ def _environ_route(environ: Environ) -> str | None:
 class RequestSpan:
     """The span of one request, driven by the WSGI middleware or a framework adapter."""
 
-    __slots__ = ("_ended", "error", "method", "span")
+    __slots__ = ("_ended", "_response_headers", "error", "method", "span")
 
-    def __init__(self, span: Span, method: str) -> None:
+    def __init__(
+        self, span: Span, method: str, response_headers: HeaderCapture | None = None
+    ) -> None:
         self.span = span
         self.method = method
         self.error: BaseException | None = None
         self._ended = False
+        self._response_headers = response_headers
 
-    def respond(self, status_code: int | None, route: str | None) -> None:
-        """Record the response status (5xx is an error) and name the span after ``route``."""
+    def respond(
+        self,
+        status_code: int | None,
+        route: str | None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """Record the response status (5xx is an error) and name the span after ``route``;
+        ``headers`` are the response's, captured when the environment asks for them."""
         span = self.span
+        if headers is not None and self._response_headers is not None:
+            try:
+                captured = self._response_headers.from_pairs(headers)
+            except (TypeError, ValueError, AttributeError):  # malformed: capture nothing
+                captured = {}
+            if captured:
+                span.set_attributes(captured)
         if status_code is not None:
             span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status_code)
             if status_code >= 500 and self.error is None:
@@ -122,6 +159,7 @@ class ServerSpans:
         self._fixed_provider = tracer_provider
         self._plan = Plan.build(tracer_provider) if tracer_provider else Plan(None, None)
         self._fields = PropagationFields()
+        self._request_headers, self._response_headers = server_captures()
 
     def _current_plan(self) -> Plan:
         provider = self._fixed_provider or global_provider()
@@ -129,6 +167,10 @@ class ServerSpans:
         if plan.provider is not provider:
             plan = self._plan = Plan.build(provider)
         return plan
+
+    def excluded(self, environ: Environ) -> bool:
+        """Whether the request's path is one of the excluded URLs."""
+        return self._exclusions.excluded(_path(environ))
 
     def start(
         self, environ: Environ, *, scheme: str | None = None
@@ -141,12 +183,14 @@ class ServerSpans:
         plan = self._current_plan()
         if plan.tracer is None:
             return None
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if self._exclusions.excluded(path or "/"):
+        path = _path(environ)
+        if self._exclusions.excluded(path):
             return None
-        method, original = normalize_method(environ.get("REQUEST_METHOD", "GET"))
+        method, original = normalize_method(_text(environ.get("REQUEST_METHOD")) or "GET")
         kind = SpanKind.SERVER
         ambient = otel_context.get_current()
+        if ambient and http_suppressed(ambient):
+            return None
         if ambient and serves_this_request(trace.get_current_span(ambient)):
             parent: Context | None = ambient
             span = None
@@ -175,8 +219,12 @@ class ServerSpans:
                 attributes = _attributes(environ, path, method, original, scheme)
                 span = plan.tracer.start_span(name, start_context, kind, attributes)
             plan.unprime()
+            if self._request_headers is not None and span.is_recording():
+                captured = self._request_headers.from_environ(environ)
+                if captured:
+                    span.set_attributes(captured)
         token = otel_context.attach(context_with_span(span, parent))
-        return RequestSpan(span, method), token
+        return RequestSpan(span, method, self._response_headers), token
 
 
 class WSGITracingMiddleware:
@@ -191,6 +239,10 @@ class WSGITracingMiddleware:
     closes the response iterable (or it is exhausted), timed to that moment;
     the request's context is current while the app is called, not while the
     server iterates the body.
+
+    HTTP server metrics as for :class:`TracingMiddleware` (``meter_provider``,
+    ``metrics=False``), for every request, the duration running until the
+    server closes the body.
     """
 
     def __init__(
@@ -201,79 +253,177 @@ class WSGITracingMiddleware:
         tracer_provider: trace.TracerProvider | None = None,
         route_getter: RouteGetter | None = None,
         env_vars: Sequence[str] = _ENV_VARS,
+        meter_provider: MeterProvider | None = None,
+        metrics: bool = True,
     ) -> None:
         self.wsgi_app = wsgi_app
         self._spans = ServerSpans(
             excluded_urls=excluded_urls, tracer_provider=tracer_provider, env_vars=env_vars
         )
         self._route_getter = route_getter or _environ_route
+        self._meters = MeterChoice(meter_provider, enabled=metrics)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        started = self._spans.start(environ)
-        if started is None:
+        meters = self._meters.current()
+        ambient = otel_context.get_current()
+        if ambient and http_suppressed(ambient):
             return self.wsgi_app(environ, start_response)
+        started = self._spans.start(environ)
+        if started is None:  # not traced: no tracer, or an excluded URL
+            if meters is None or self._spans.excluded(environ):
+                return self.wsgi_app(environ, start_response)
+            return self._exchange(environ, start_response, None, meters)
         request, token = started
         try:
-            if not request.span.is_recording():
-                return self.wsgi_app(environ, start_response)
-            return self._traced(environ, start_response, request)
+            if request.span.is_recording():
+                return self._exchange(environ, start_response, request, meters)
+            if meters is not None or response_propagator() is not None:
+                return self._exchange(environ, start_response, None, meters)
+            return self.wsgi_app(environ, start_response)
         except Exception as exc:
             remember_span(exc, request.span.get_span_context())
             raise
         finally:
             otel_context.detach(token)
 
-    def _traced(
-        self, environ: Environ, start_response: StartResponse, request: RequestSpan
+    def _exchange(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        request: RequestSpan | None,
+        meters: ServerMetrics | None,
     ) -> Iterable[bytes]:
-        route_getter = self._route_getter
-
-        def traced_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            code = status.split(" ", 1)[0]
-            try:
-                route = route_getter(environ)
-            except Exception:  # a broken getter must not break the response
-                route = None
-            request.respond(int(code) if code.isdigit() else None, route)
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
-        environ[ENVIRON_KEY] = request
+        exchange = _Exchange(environ, start_response, request, meters, self._route_getter)
+        if request is not None:
+            environ[ENVIRON_KEY] = request
         try:
-            body = self.wsgi_app(environ, traced_start_response)
+            exchange.body = self.wsgi_app(environ, exchange.start_response)
         except Exception as exc:
-            request.fail(exc)
-            request.end()
+            exchange.fail(exc)
             raise
-        return _SpanClosingBody(body, request)
+        return exchange
 
 
-class _SpanClosingBody:
-    """The app's body iterable, ending the span when exhausted or closed."""
+class _Exchange:
+    """One request's response, watched for its span (when recording) and its metrics.
 
-    def __init__(self, body: Iterable[bytes], request: RequestSpan) -> None:
-        self._body = body
+    It is also the body iterable handed to the server: the span ends and the
+    request is measured when the body is exhausted or closed. Everything about
+    a response lives here, per request, never on the middleware.
+    """
+
+    body: Iterable[bytes] = ()
+
+    def __init__(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        request: RequestSpan | None,
+        meters: ServerMetrics | None,
+        route_getter: RouteGetter,
+    ) -> None:
+        self._environ = environ
+        self._start_response = start_response
         self._request = request
+        self._meters = meters
+        self._route_getter = route_getter
+        self._ended = False
+        self._status_code: int | None = None
+        self._route: str | None = None
+        self._error: str | None = None
+        self._body_size = 0
+        self._active: tuple[str, str] | None = None
+        self._started = 0.0
+        # The request's context: for exemplars, measured after the server has iterated
+        # the body (when it is no longer current), and for the response propagator.
+        self._context = otel_context.get_current()
+        self._propagator = response_propagator()
+        if meters is not None:
+            self._started = perf_counter()
+            method = normalize_method(_text(environ.get("REQUEST_METHOD")) or "GET")[0]
+            self._active = meters.start(method, _text(environ.get("wsgi.url_scheme")) or "http")
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        code = _text(status).split(" ", 1)[0]
+        status_code = self._status_code = int(code) if code.isdigit() else None
+        try:
+            route = self._route_getter(self._environ)
+        except Exception:  # a broken getter must not break the response
+            route = None
+        self._route = route or None
+        if self._request is not None:
+            self._request.respond(status_code, route, headers)
+        if self._propagator is not None:
+            headers = _with_response_context(headers, self._propagator, self._context)
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self._body
+            for chunk in self.body:
+                self._body_size += len(chunk)
+                yield chunk
         except Exception as exc:
-            self._request.fail(exc)
-            self._request.end()
+            self.fail(exc)
             raise
-        self._request.end()
+        self._end()
 
     def close(self) -> None:
         try:
-            close = getattr(self._body, "close", None)
+            close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
-            self._request.end()
+            self._end()
+
+    def fail(self, exc: BaseException) -> None:
+        """The app raised: record it, end the span, measure the request."""
+        self._error = exception_type(exc)
+        if self._request is not None:
+            self._request.fail(exc)
+        self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        request = self._request
+        if request is not None:
+            request.end()
+            if request.error is not None and self._error is None:
+                # a framework hook saw an exception its error page then answered
+                self._error = exception_type(request.error)
+        if self._meters is not None and self._active is not None:
+            status_code = self._status_code
+            if status_code is None and self._error is not None:
+                status_code = 500  # nothing was sent: the server answers the exception with 500
+            protocol = _text(self._environ.get("SERVER_PROTOCOL"))
+            self._meters.finish(
+                self._active,
+                duration=perf_counter() - self._started,
+                protocol=protocol[5:] if protocol.startswith("HTTP/") else None,
+                status_code=status_code,
+                route=self._route,
+                error=self._error,
+                request_size=content_length(_text(self._environ.get("CONTENT_LENGTH"))),
+                response_size=self._body_size if self._status_code is not None else None,
+                context=self._context,
+            )
+
+
+def _with_response_context(
+    headers: list[tuple[str, str]], propagator: Any, context: Context
+) -> list[tuple[str, str]]:
+    """``headers`` plus the global response propagator's (``traceresponse``)."""
+    carrier: dict[str, str] = {}
+    try:
+        propagator.inject(carrier, context=context)
+    except Exception:  # a broken propagator must not break the response
+        return headers
+    return [*headers, *carrier.items()] if carrier else headers
 
 
 def _attributes(
@@ -281,20 +431,20 @@ def _attributes(
 ) -> Attributes:
     attributes: Attributes = {
         HTTP_REQUEST_METHOD: method,
-        URL_SCHEME: scheme or environ.get("wsgi.url_scheme", "http"),
+        URL_SCHEME: scheme or _text(environ.get("wsgi.url_scheme")) or "http",
         URL_PATH: path or "/",
     }
     if original is not None:
         attributes[HTTP_REQUEST_METHOD_ORIGINAL] = original
-    query = environ.get("QUERY_STRING")
+    query = _text(environ.get("QUERY_STRING"))
     if query:
         attributes[URL_QUERY] = redact_query(query)
-    host = environ.get("HTTP_HOST")
+    host = _text(environ.get("HTTP_HOST"))
     port: int | None = None
     if host:
         address, port = parse_host(host)
     else:
-        address = environ.get("SERVER_NAME", "")
+        address = _text(environ.get("SERVER_NAME"))
     if port is None:
         server_port = str(environ.get("SERVER_PORT", ""))
         port = int(server_port) if server_port.isdigit() else None
@@ -302,14 +452,19 @@ def _attributes(
         attributes[SERVER_ADDRESS] = address
     if port is not None:
         attributes[SERVER_PORT] = port
-    protocol = environ.get("SERVER_PROTOCOL", "")
+    protocol = _text(environ.get("SERVER_PROTOCOL"))
     if protocol.startswith("HTTP/"):
         attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
-    if environ.get("REMOTE_ADDR"):
-        attributes[CLIENT_ADDRESS] = environ["REMOTE_ADDR"]
+    remote_address = _text(environ.get("REMOTE_ADDR"))
+    if remote_address:
+        attributes[CLIENT_ADDRESS] = remote_address
     remote_port = str(environ.get("REMOTE_PORT", ""))
     if remote_port.isdigit():
         attributes[CLIENT_PORT] = int(remote_port)
-    if environ.get("HTTP_USER_AGENT"):
-        attributes[USER_AGENT_ORIGINAL] = environ["HTTP_USER_AGENT"]
+    user_agent = _text(environ.get("HTTP_USER_AGENT"))
+    if user_agent:
+        attributes[USER_AGENT_ORIGINAL] = user_agent
+        synthetic = synthetic_type(user_agent)
+        if synthetic is not None:
+            attributes[USER_AGENT_SYNTHETIC_TYPE] = synthetic
     return attributes

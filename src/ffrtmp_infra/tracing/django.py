@@ -142,6 +142,8 @@ def _finish(
             request_span.fail(exception)
         match = getattr(request, "resolver_match", None)
         route = getattr(match, "route", None)
-        request_span.respond(status_code, route_template(route) if route is not None else None)
+        request_span.respond(
+            status_code, route_template(route) if route is not None else None, response.items()
+        )
     request_span.end()
     return response
