@@ -333,10 +333,11 @@ def _redis_rows(server: Any, quick: bool) -> Table:
     from ffrtmp_infra.ratelimit import Limiter
 
     number, repeat = (500, 3) if quick else (3000, 7)
-    limiter = Limiter(HUGE, 100, storage=server.url)
     # PING and GET go through a client of our own, built from the same URL with the same
-    # library and socket options the limiter uses: public API only, never its internals.
-    options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    # library and socket options as the limiter: public API only, never its internals.
+    # Generous timeouts: a stall on a loaded machine must not end the run.
+    options = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+    limiter = Limiter(HUGE, 100, storage=server.url, storage_options=options)
     client = redis.Redis.from_url(server.url, **options)
     limiter.hit("k")
     client.ping()
@@ -398,8 +399,8 @@ def _redis_rows(server: Any, quick: bool) -> Table:
             f"{server_us['ping']:.2f} / {server_us['evalsha']:.2f}", (h - p) * 1e6 - extra,
         )  # fmt: skip
     table.notes += [
-        "one decision = one EVALSHA of the GCRA script (TIME, GET, SET PX) returning "
-        "everything the headers need: one round trip",
+        "one decision = one EVALSHA of the GCRA script (TIME, GET, SET PX; one argument, "
+        "one bulk-string reply) returning everything the headers need: one round trip",
         "target: a decision costs at most 1.3x a bare PING from the same client library",
         "PING and GET are sent by a redis-py client built from the limiter's URL with the "
         "limiter's socket options (sync: redis.Redis, async: redis.asyncio.Redis)",

@@ -115,6 +115,19 @@ def test_several_processes_on_one_key_admit_no_more_than_the_bound(redis_url: st
     assert total >= 10 + 50 * 0.5  # the bucket really was refilling and admitting
 
 
+def test_redis_costs_and_slow_rates_match_the_memory_bucket(redis_url: str) -> None:
+    """Costs above one, a rate far below one per second and a long tolerance (the reset
+    in microseconds has 16 digits) decide exactly as the in-memory bucket does."""
+    for rate, burst, costs in ((1e-9, 5, (2, 2, 2, 1, 1)), (0.01, 4, (3, 2, 1, 1, 1))):
+        shared = Limiter(rate, burst, storage=redis_url, name=f"slow-{rate:g}")
+        local = Limiter(rate, burst, clock=lambda: 0.0)
+        for cost in costs:
+            remote, mine = shared.hit("k", cost=cost), local.hit("k", cost=cost)
+            assert (remote.allowed, remote.remaining) == (mine.allowed, mine.remaining), cost
+            assert remote.reset_after == pytest.approx(mine.reset_after, rel=1e-3, abs=0.01)
+            assert remote.retry_after == pytest.approx(mine.retry_after, rel=1e-3, abs=0.01)
+
+
 def test_several_redis_limits_are_all_or_nothing(redis_url: str) -> None:
     overall = Limiter(0.001, 5, storage=redis_url, name="overall")
     per_route = Limiter(0.001, 1, storage=redis_url, name="route")

@@ -200,7 +200,7 @@ def _together(items: list[tuple[Any, str, int]]) -> tuple[Any, list[str], list[b
         ):
             return None
         keys.append(limiter._key_prefix + key)
-        args += [str(cost).encode(), limiter._args[1], limiter._args[2]]
+        args.append(b"%d" % cost + limiter._arg_spec)
     return remote, keys, args
 
 

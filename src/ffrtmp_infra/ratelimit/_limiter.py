@@ -118,12 +118,10 @@ class Limiter:
         self._hot = (self.interval, self.tolerance, self._lock, self._table)  # for _admit
         self._key_prefix = f"{key_prefix}:{self.name}:"
         self._interval_us = self.interval * 1e6
-        # Script arguments pre-encoded once: redis-py sends bytes as they are.
-        self._args: list[bytes] = [
-            b"1",
-            repr(self._interval_us).encode(),
-            repr(self.tolerance * 1e6).encode(),
-        ]
+        # The script's argument ("cost interval tolerance", µs) pre-encoded once for a
+        # cost of 1: redis-py sends bytes as they are.
+        self._arg_spec = f" {self._interval_us!r} {self.tolerance * 1e6!r}".encode()
+        self._args: list[bytes] = [b"1" + self._arg_spec]
         self._down_until = 0.0
         self._failed_decisions = 0
         self._last_log = -math.inf
@@ -345,7 +343,7 @@ class Limiter:
             return self._args
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        return [str(cost).encode(), self._args[1], self._args[2]]
+        return [b"%d" % cost + self._arg_spec]
 
     def _from_reply(self, reply: list[int]) -> Decision:
         if self._down_until:

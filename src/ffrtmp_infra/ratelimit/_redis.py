@@ -88,12 +88,13 @@ class RedisGCRA:
 
     # sync ---------------------------------------------------------------
     def run(self, keys: list[str], args: list[bytes]) -> list[int]:
-        """Run the GCRA script (EVALSHA, loading it on NOSCRIPT); returns its flat reply."""
+        """Run the GCRA script (EVALSHA, loading it on NOSCRIPT); returns its reply's
+        integers: allowed, then remaining, retry and reset (µs) for each key."""
         try:
             reply = self._connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
         except self._no_script:
             reply = self._connection.execute_command("EVAL", _SCRIPT, len(keys), *keys, *args)
-        return list(reply)
+        return list(map(int, reply.split()))
 
     def refund(self, key: str, amount_us: float) -> None:
         self._refund(keys=[key], args=[amount_us])
@@ -124,7 +125,7 @@ class RedisGCRA:
             reply = await connection.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
         except self._no_script:
             reply = await connection.execute_command("EVAL", _SCRIPT, len(keys), *keys, *args)
-        return list(reply)
+        return list(map(int, reply.split()))
 
     async def arefund(self, key: str, amount_us: float) -> None:
         _, _, refund = self._async_parts()
