@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             if not hasattr(module, "icount"):
                 print(f"{suite}: no instruction-count scenarios\n")
                 continue
-            tables: list[Table] = [_icount.table(suite, module.icount(args.quick), args.quick)]
+            tables: list[Table] = [
+                _icount.table(suite, spec, args.quick) for spec in _icount.specs(module, args.quick)
+            ]
             if args.write:
                 write_section(f"{suite}-icount", tables, before=suite)
         else:

@@ -1,6 +1,7 @@
 """Instructions per operation with valgrind's callgrind, beside CPU-time medians.
 
-A suite that supports ``--icount`` defines ``icount(quick) -> Icount``: named
+A suite that supports ``--icount`` defines ``icount(quick) -> Icount`` (or a list of
+them, one table each, scenario names unique across them): named
 scenarios, each a factory that sets up and returns ``loop(n)`` running ``n``
 operations. For each scenario the runner starts two fresh processes under
 ``valgrind --tool=callgrind`` (``python -m benchmarks._icount <suite> <name> <n>``),
@@ -46,6 +47,10 @@ class Icount:
     reference: str
     baseline: str | None = None
     references: dict[str, str] = field(default_factory=dict)
+    #: add a column baseline / scenario (the throughput ratio of a CPU-bound server)
+    capacity: bool = False
+    #: what the ratio column is taken against, for its header
+    versus: str = "ffrtmp"
     n: tuple[int, int] = (200, 1200)
     notes: list[str] = field(default_factory=list)
 
@@ -128,7 +133,7 @@ def table(suite: str, spec: Icount, quick: bool) -> Table:
             "scenario",
             f"instructions/{spec.unit}",
             "added instructions",
-            "added vs ffrtmp",
+            f"added vs {spec.versus}",
             f"CPU µs/{spec.unit} (median)",
             "added CPU µs",
         ]
@@ -136,14 +141,17 @@ def table(suite: str, spec: Icount, quick: bool) -> Table:
         columns = [
             "scenario",
             f"instructions/{spec.unit}",
-            "vs ffrtmp",
+            f"vs {spec.versus}",
             f"CPU µs/{spec.unit} (median)",
         ]
+    if spec.capacity:
+        columns.append("throughput vs bare")
     out = Table(spec.title, columns)
     for name, count in counts.items():
+        extra = [f"{base / count:.3f}x"] if spec.capacity else []
         ref = counts[spec.references.get(name, spec.reference)] - base
         if spec.baseline and name == spec.baseline:
-            out.add(name, f"{count:,.0f}", "—", "—", cpu[name] * 1e6, "—")
+            out.add(name, f"{count:,.0f}", "—", "—", cpu[name] * 1e6, "—", *extra)
         elif spec.baseline:
             added = count - base
             out.add(
@@ -153,9 +161,10 @@ def table(suite: str, spec: Icount, quick: bool) -> Table:
                 f"{added / ref:.3f}x",
                 cpu[name] * 1e6,
                 (cpu[name] - base_cpu) * 1e6,
+                *extra,
             )
         else:
-            out.add(name, f"{count:,.0f}", f"{count / ref:.3f}x", cpu[name] * 1e6)
+            out.add(name, f"{count:,.0f}", f"{count / ref:.3f}x", cpu[name] * 1e6, *extra)
     n1, n2 = spec.n
     out.notes.append(
         f"instructions: valgrind --tool=callgrind, (count for {n2:,} - count for {n1:,}) / "
@@ -172,9 +181,15 @@ def main(argv: list[str]) -> int:
     """Child process: run ``n`` operations of one scenario."""
     suite, scenario, n = argv[0], argv[1], int(argv[2])
     module = importlib.import_module(f"benchmarks.suite_{suite}")
-    spec: Icount = module.icount(quick="--quick" in argv)
+    spec = next(s for s in specs(module, "--quick" in argv) if scenario in s.scenarios)
     spec.scenarios[scenario]()(n)
     return 0
+
+
+def specs(module: object, quick: bool) -> list[Icount]:
+    """A suite's ``icount(quick)``: one Icount, or a list of them (one table each)."""
+    found = module.icount(quick)  # type: ignore[attr-defined]
+    return found if isinstance(found, list) else [found]
 
 
 if __name__ == "__main__":

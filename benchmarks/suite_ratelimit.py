@@ -20,6 +20,9 @@ from benchmarks._harness import Table, ainterleaved_samples
 from benchmarks._icount import Icount
 
 HUGE = 1_000_000_000
+# Redis clients in these benchmarks: generous timeouts, so a stall on a loaded machine
+# does not end the run (the limiter gets the same options as the bare client).
+_REDIS_OPTIONS = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
 _SCOPE: dict[str, Any] = {
     "type": "http",
     "asgi": {"version": "3.0"},
@@ -335,8 +338,7 @@ def _redis_rows(server: Any, quick: bool) -> Table:
     number, repeat = (500, 3) if quick else (3000, 7)
     # PING and GET go through a client of our own, built from the same URL with the same
     # library and socket options as the limiter: public API only, never its internals.
-    # Generous timeouts: a stall on a loaded machine must not end the run.
-    options = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+    options = _REDIS_OPTIONS
     limiter = Limiter(HUGE, 100, storage=server.url, storage_options=options)
     client = redis.Redis.from_url(server.url, **options)
     limiter.hit("k")
@@ -440,7 +442,78 @@ def _requests(app: Any) -> Callable[[int], object]:
     return run
 
 
-def icount(quick: bool) -> Icount:
+def _redis_calls(what: str) -> Callable[[int], object]:
+    """loop(n): n sequential calls to a private redis-server (stopped at exit): a PING or
+    a limiter decision, through redis-py's sync or asyncio client."""
+    import atexit
+    import shutil
+
+    import redis
+    import redis.asyncio
+    from tests.support.redis_server import RedisServer
+
+    from ffrtmp_infra.ratelimit import Limiter
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the Redis scenarios need redis-server on PATH")
+    server = RedisServer(binary)
+    server.start()
+    atexit.register(server.stop)
+    limiter = Limiter(HUGE, 100, storage=server.url, storage_options=_REDIS_OPTIONS)
+    if not what.startswith("async"):
+        client = redis.Redis.from_url(server.url, **_REDIS_OPTIONS)
+        call = client.ping if what == "PING" else lambda: limiter.hit("203.0.113.7")
+
+        def run(n: int) -> object:
+            for _ in range(n):
+                call()
+            return None
+
+        return run
+    loop = asyncio.new_event_loop()
+    aclient = redis.asyncio.Redis.from_url(server.url, **_REDIS_OPTIONS)
+    acall = aclient.ping if what == "async PING" else lambda: limiter.ahit("203.0.113.7")
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await acall()
+
+    return lambda n: loop.run_until_complete(many(n))
+
+
+def redis_icount(quick: bool) -> Icount:
+    """Client-side instructions per Redis decision and per PING (the server is another
+    process: not counted)."""
+    return Icount(
+        "Client-side instructions per Redis call (redis-py, loopback redis-server)",
+        "call",
+        {
+            name: lambda name=name: _redis_calls(name)
+            for name in ("PING", "decision", "async PING", "async decision")
+        },
+        reference="PING",
+        references={"async PING": "async PING", "async decision": "async PING"},
+        versus="PING",
+        n=(50, 300) if quick else (500, 3000),
+        notes=[
+            "instructions of the client process only (redis-server runs outside callgrind); "
+            "a decision = Limiter.hit / ahit (one EVALSHA of the GCRA script), a PING = "
+            "redis-py's ping() on a client built with the same URL and options; ratios: sync "
+            "rows against the sync PING, async rows against the async PING",
+            "target: a decision costs at most 1.3x a PING from the same client; the "
+            "wall-clock and server-time table is in the ratelimit section",
+        ],
+    )
+
+
+def icount(quick: bool) -> list[Icount]:
+    """Instructions per request (bare Starlette, ffrtmp's middleware and its peers), and
+    client-side instructions per Redis decision vs a PING."""
+    return [_middleware_icount(quick), redis_icount(quick)]
+
+
+def _middleware_icount(quick: bool) -> Icount:
     """Instructions per request: bare Starlette, ffrtmp's middleware and its peers."""
     names = ["Starlette bare", "ffrtmp ratelimit, draft-10 headers"]
     if not quick:

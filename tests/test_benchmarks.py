@@ -26,6 +26,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.timeout(900)  # a dozen callgrind runs, on a machine that may be loaded
 def test_icount_quick_prints_instructions_per_request_for_bare_and_ffrtmp() -> None:
     if shutil.which("valgrind") is None:
         pytest.fail("valgrind is required (.ci/run installs it)")
@@ -39,6 +40,12 @@ def test_icount_quick_prints_instructions_per_request_for_bare_and_ffrtmp() -> N
     assert set(rows) == {"Starlette bare", "ffrtmp ratelimit, draft-10 headers"}, done.stdout
     # A Starlette request is tens of thousands of instructions; the middleware adds some.
     assert 10_000 < rows["Starlette bare"] < rows["ffrtmp ratelimit, draft-10 headers"]
+    # Client-side instructions per Redis call: a decision does more than a PING.
+    calls = dict(re.findall(r"^((?:async )?(?:PING|decision))\s+([\d,]+)\s", done.stdout, re.M))
+    assert set(calls) == {"PING", "decision", "async PING", "async decision"}, done.stdout
+    count = {name: int(value.replace(",", "")) for name, value in calls.items()}
+    assert 0 < count["PING"] < count["decision"]
+    assert 0 < count["async PING"] < count["async decision"]
 
 
 def test_icount_without_valgrind_says_so_and_fails(tmp_path: Path) -> None:
@@ -131,3 +138,14 @@ def test_http_without_wrk_says_so_and_fails(tmp_path: Path) -> None:
     assert "needs wrk" in done.stderr
     assert "apt-get install wrk" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_http_icount_scenarios_serve_through_uvicorn() -> None:
+    """Every --icount scenario of the http suite answers through a real uvicorn."""
+    from benchmarks import suite_http
+
+    spec = suite_http.icount(quick=True)
+    assert spec.baseline == "bare Starlette"
+    assert spec.capacity
+    for name, make in spec.scenarios.items():
+        assert make()(3) is None, name  # raises unless every response is a 200

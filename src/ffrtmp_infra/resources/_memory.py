@@ -373,14 +373,13 @@ class MemoryBackend:
         ttl: object = None,
     ) -> Reservation:
         """``reserve_request`` beyond its inline case: parse everything, then reserve."""
-        job_id = check_job(job_id)
-        if type(node_id) is not str:
-            check_id(node_id, "node_id")
+        job = check_job(job_id)
+        node = node_id if type(node_id) is str else check_id(node_id, "node_id")
         rc, rr, rg = parse_request(cpu, gpu, ram_gb)
         ext = parse_extended(extended) if extended else _NO_EXT
         lease = parse_lease(owner, ttl)
         with self._lock:
-            return self._reserve_general(job_id, node_id, rc, rr, rg, ext, lease)  # type: ignore[arg-type]
+            return self._reserve_general(job, node, rc, rr, rg, ext, lease)
 
     def reserve(
         self,
