@@ -48,6 +48,7 @@ from ffrtmp_infra.tracing._server import (
     normalize_method,
     parse_host,
     redact_query,
+    response_headers,
     route_name,
     serves_this_request,
     synthetic_type,
@@ -366,15 +367,14 @@ _NO_TRACING = Plan(None, None)
 
 def _with_response_context(message: Message, propagator: Any, context: Context) -> Message:
     """``message`` with the global response propagator's headers (``traceresponse``) added."""
-    carrier: dict[str, str] = {}
-    try:
-        propagator.inject(carrier, context=context)
-        added = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
-    except Exception:  # a broken propagator must not break the response
-        return message
+    added = response_headers(propagator, context)
     if not added:
         return message
-    return {**message, "headers": [*(message.get("headers") or ()), *added]}
+    try:
+        encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in added.items()]
+        return {**message, "headers": [*(message.get("headers") or ()), *encoded]}
+    except (TypeError, ValueError, UnicodeError):  # spec-breaking headers: leave them be
+        return message
 
 
 def _capture(span: trace.Span, capture: HeaderCapture, scope_or_message: Scope) -> None:

@@ -388,6 +388,17 @@ def serves_this_request(span: Span) -> bool:
     return not span.is_recording() or getattr(span, "kind", None) is SpanKind.SERVER
 
 
+def response_headers(propagator: Any, context: Context) -> dict[str, str]:
+    """What the global response propagator (``traceresponse``) adds for ``context``'s
+    span; nothing when it fails (a broken propagator must not break the response)."""
+    carrier: dict[str, str] = {}
+    try:
+        propagator.inject(carrier, context=context)
+    except Exception:
+        return {}
+    return carrier
+
+
 # What contrib's detect_synthetic_user_agent looks for (test first, then bot).
 _SYNTHETIC_TEST = ("alwayson",)
 _SYNTHETIC_BOT = ("googlebot", "bingbot")

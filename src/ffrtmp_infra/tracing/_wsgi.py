@@ -47,6 +47,7 @@ from ffrtmp_infra.tracing._server import (
     normalize_method,
     parse_host,
     redact_query,
+    response_headers,
     route_name,
     serves_this_request,
     synthetic_type,
@@ -356,7 +357,9 @@ class _Exchange:
         if self._request is not None:
             self._request.respond(status_code, route, headers)
         if self._propagator is not None:
-            headers = _with_response_context(headers, self._propagator, self._context)
+            added = response_headers(self._propagator, self._context)
+            if added:
+                headers = [*headers, *added.items()]
         if exc_info is None:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
@@ -412,18 +415,6 @@ class _Exchange:
                 response_size=self._body_size if self._status_code is not None else None,
                 context=self._context,
             )
-
-
-def _with_response_context(
-    headers: list[tuple[str, str]], propagator: Any, context: Context
-) -> list[tuple[str, str]]:
-    """``headers`` plus the global response propagator's (``traceresponse``)."""
-    carrier: dict[str, str] = {}
-    try:
-        propagator.inject(carrier, context=context)
-    except Exception:  # a broken propagator must not break the response
-        return headers
-    return [*headers, *carrier.items()] if carrier else headers
 
 
 def _attributes(
