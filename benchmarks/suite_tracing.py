@@ -3,10 +3,12 @@
 Every candidate serves the same trivial Starlette endpoint (``GET /jobs/{job_id}``),
 driven in-process through the ASGI interface, so only the middleware's own
 work differs. Tracing candidates share one SDK ``TracerProvider`` per sampling
-ratio with a ``BatchSpanProcessor`` in front of an exporter that drops spans;
-meters are no-op for everyone (we emit no metrics). Times are **process CPU
-time** (so the batch thread's export work counts), median of interleaved
-repeats; "added" is the median minus the bare app's.
+ratio with a ``BatchSpanProcessor`` in front of an exporter that drops spans.
+The first tables have metrics off (no-op meters for everyone); the "metrics on"
+tables give every candidate its own SDK ``MeterProvider`` with an in-memory
+reader. Times are **process CPU time** (so the batch thread's export work
+counts), median of interleaved repeats; "added" is the median minus the bare
+app's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as ContribASGI
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as ContribWSGI
+from opentelemetry.metrics import MeterProvider as APIMeterProvider
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from starlette.applications import Starlette
@@ -41,6 +46,7 @@ from ffrtmp_infra.tracing import (
 )
 
 TARGET_SAMPLED_VS_CONTRIB = 0.5  # ours at 100% adds at most half of contrib's cost
+TARGET_UNSAMPLED_VS_CONTRIB_METRICS = 0.25  # with metrics on, at 0%: a quarter of contrib's
 TARGET_UNSAMPLED_US = 10.0
 TARGET_DISABLED_US = 1.0
 
@@ -351,6 +357,120 @@ def wsgi_table(quick: bool) -> Table:
     return table
 
 
+def sdk_meter_provider() -> MeterProvider:
+    """An SDK meter provider whose reader only collects when asked (never, here): the
+    per-request recording cost, the same for every candidate."""
+    return MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def metrics_asgi_candidates() -> dict[str, Any]:
+    candidates: dict[str, Any] = {"bare Starlette": starlette_app()}
+    for label, ratio in (("100%", 1.0), ("0%", 0.0)):
+        provider = sdk_provider(ratio)
+        app = starlette_app()
+        app.add_middleware(
+            TracingMiddleware, tracer_provider=provider, meter_provider=sdk_meter_provider()
+        )
+        candidates[f"ffrtmp TracingMiddleware, metrics on @ {label}"] = app
+        app = starlette_app()
+        app.add_middleware(TracingMiddleware, tracer_provider=provider, metrics=False)
+        candidates[f"ffrtmp TracingMiddleware, metrics off @ {label}"] = app
+        app = starlette_app()
+        app.add_middleware(
+            ContribASGI,
+            tracer_provider=provider,
+            meter_provider=sdk_meter_provider(),
+            exclude_spans=["receive", "send"],
+        )
+        candidates[f"contrib ASGI (exclude_spans), metrics on @ {label}"] = app
+    return candidates
+
+
+def _metrics_rows(
+    table: Table, medians: dict[str, float], bare: float, contrib_name: str
+) -> dict[str, float]:
+    added = {name: (value - bare) * 1e6 for name, value in medians.items()}
+    for name, value in medians.items():
+        if " @ " not in name:
+            continue
+        middleware, label = name.rsplit(" @ ", 1)
+        contrib = added[f"{contrib_name} @ {label}"]
+        ratio = f"{added[name] / contrib:.2f}x" if contrib > 0 else "-"
+        table.add(middleware, label, value * 1e6, added[name], ratio)
+    return added
+
+
+def _metrics_targets(added: dict[str, float], ours: str, contrib: str) -> list[str]:
+    notes = []
+    for label, target in (
+        ("100%", TARGET_SAMPLED_VS_CONTRIB),
+        ("0%", TARGET_UNSAMPLED_VS_CONTRIB_METRICS),
+    ):
+        mine, theirs = added[f"{ours} @ {label}"], added[f"{contrib} @ {label}"]
+        notes.append(
+            f"Target, metrics on, {label} sampling: ours ≤ {target}x contrib's added cost "
+            f"({mine:.1f} vs {theirs:.1f} µs, {mine / theirs:.2f}x): "
+            f"{_verdict(mine <= target * theirs)}."
+        )
+    return notes
+
+
+def metrics_asgi_table(quick: bool) -> Table:
+    apps = metrics_asgi_candidates()
+    medians = cpu_medians_async(
+        {name: _asgi_call(app) for name, app in apps.items()},
+        number=400 if quick else 1000,
+        repeat=3 if quick else 21,
+    )
+    bare = medians["bare Starlette"]
+    table = Table(
+        "ASGI with HTTP server metrics on: added CPU time per request",
+        ["middleware", "sampling", "µs/request", "added µs", "added vs contrib"],
+    )
+    table.add("bare Starlette (no middleware)", "-", bare * 1e6, 0.0, "-")
+    contrib = "contrib ASGI (exclude_spans), metrics on"
+    added = _metrics_rows(table, medians, bare, contrib)
+    table.notes += [
+        *_metrics_targets(added, "ffrtmp TracingMiddleware, metrics on", contrib),
+        "Every metrics-on candidate has its own SDK MeterProvider with an InMemoryMetricReader "
+        "(no collection during the run: the per-request recording cost), the default "
+        "trace_based exemplar filter, and the tracer providers of the first table. Ours "
+        "records http.server.request.duration and http.server.response.body.size per request "
+        "and counts active requests itself (an observable up-down counter); contrib (default "
+        "semconv mode, as in the first table) records its duration histogram, its response "
+        "size and two active-requests updates. 'metrics off' is ours with metrics=False, "
+        "the same as the first table's rows.",
+    ]
+    return table
+
+
+def metrics_wsgi_table(quick: bool) -> Table:
+    apps: dict[str, Any] = {"bare": wsgi_app}
+    for label, ratio in (("100%", 1.0), ("0%", 0.0)):
+        provider = sdk_provider(ratio)
+        apps[f"ffrtmp WSGITracingMiddleware, metrics on @ {label}"] = WSGITracingMiddleware(
+            wsgi_app, tracer_provider=provider, meter_provider=sdk_meter_provider()
+        )
+        apps[f"contrib WSGI OpenTelemetryMiddleware, metrics on @ {label}"] = ContribWSGI(
+            wsgi_app, tracer_provider=provider, meter_provider=sdk_meter_provider()
+        )
+    medians = cpu_medians(
+        {name: _wsgi_call(app) for name, app in apps.items()},
+        number=400 if quick else 1000,
+        repeat=3 if quick else 21,
+    )
+    bare = medians["bare"]
+    table = Table(
+        "WSGI with HTTP server metrics on: added CPU time per request",
+        ["middleware", "sampling", "µs/request", "added µs", "added vs contrib"],
+    )
+    table.add("bare WSGI app", "-", bare * 1e6, 0.0, "-")
+    contrib = "contrib WSGI OpenTelemetryMiddleware, metrics on"
+    added = _metrics_rows(table, medians, bare, contrib)
+    table.notes += _metrics_targets(added, "ffrtmp WSGITracingMiddleware, metrics on", contrib)
+    return table
+
+
 def _reset_global_provider() -> None:
     """Undo set_tracer_provider (allowed once per process) between measurements."""
     from opentelemetry.util._once import Once
@@ -444,20 +564,24 @@ def isolated_table(quick: bool) -> Table:
 # Each scenario: name -> factory of (ASGI app, its provider or None). Names are
 # "<middleware> @ <sampling>"; a row's ratio is taken against "ffrtmp TracingMiddleware @
 # <same sampling>" when that exists. To add scenarios (e.g. with metrics on), add entries.
-def _ffrtmp_app(ratio: float) -> tuple[Any, TracerProvider | None]:
+def _ffrtmp_app(
+    ratio: float, meter_provider: APIMeterProvider | None = None
+) -> tuple[Any, TracerProvider | None]:
     provider = sdk_provider(ratio)
     app = starlette_app()
-    app.add_middleware(TracingMiddleware, tracer_provider=provider)
+    app.add_middleware(TracingMiddleware, tracer_provider=provider, meter_provider=meter_provider)
     return app, provider
 
 
-def _contrib_app(ratio: float) -> tuple[Any, TracerProvider | None]:
+def _contrib_app(
+    ratio: float, meter_provider: APIMeterProvider | None = None
+) -> tuple[Any, TracerProvider | None]:
     provider = sdk_provider(ratio)
     app = starlette_app()
     app.add_middleware(
         ContribASGI,
         tracer_provider=provider,
-        meter_provider=NoOpMeterProvider(),
+        meter_provider=meter_provider or NoOpMeterProvider(),
         exclude_spans=["receive", "send"],
     )
     return app, provider
@@ -470,6 +594,14 @@ ICOUNT_SCENARIOS: dict[str, Callable[[], tuple[Any, TracerProvider | None]]] = {
     "ffrtmp TracingMiddleware @ 0%": lambda: _ffrtmp_app(0.0),
     "contrib ASGI (exclude_spans) @ 100%": lambda: _contrib_app(1.0),
     "contrib ASGI (exclude_spans) @ 0%": lambda: _contrib_app(0.0),
+    "ffrtmp TracingMiddleware, metrics on @ 100%": lambda: _ffrtmp_app(1.0, sdk_meter_provider()),
+    "ffrtmp TracingMiddleware, metrics on @ 0%": lambda: _ffrtmp_app(0.0, sdk_meter_provider()),
+    "contrib ASGI (exclude_spans), metrics on @ 100%": lambda: _contrib_app(
+        1.0, sdk_meter_provider()
+    ),
+    "contrib ASGI (exclude_spans), metrics on @ 0%": lambda: _contrib_app(
+        0.0, sdk_meter_provider()
+    ),
 }
 
 
@@ -497,7 +629,9 @@ def icount(quick: bool) -> Icount:
     """Instructions per request: bare Starlette, ffrtmp's and contrib's ASGI middleware."""
     references = {}
     for name in ICOUNT_SCENARIOS:
-        ours = f"ffrtmp TracingMiddleware @ {name.rsplit(' @ ', 1)[-1]}"
+        label = name.rsplit(" @ ", 1)[-1]
+        metrics = ", metrics on" if "metrics on" in name else ""
+        ours = f"ffrtmp TracingMiddleware{metrics} @ {label}"
         if name != ICOUNT_BASELINE and ours in ICOUNT_SCENARIOS:
             references[name] = ours
     return Icount(
@@ -512,10 +646,19 @@ def icount(quick: bool) -> Icount:
             "each row's ratio is taken against ffrtmp's middleware at the same sampling; "
             "providers as in the CPU-time table (build_tracer_provider, BatchSpanProcessor "
             "into an exporter that drops spans, flushed at the end of each loop so export "
-            "work counts); contrib with exclude_spans=['receive', 'send'] and a no-op meter",
+            "work counts); contrib with exclude_spans=['receive', 'send'] and a no-op meter; "
+            "'metrics on' rows: each its own SDK MeterProvider with an InMemoryMetricReader, "
+            "their ratio taken against ours with metrics on at the same sampling",
         ],
     )
 
 
 def run(quick: bool) -> list[Table]:
-    return [asgi_table(quick), isolated_table(quick), wsgi_table(quick), helpers_table(quick)]
+    return [
+        asgi_table(quick),
+        isolated_table(quick),
+        wsgi_table(quick),
+        metrics_asgi_table(quick),
+        metrics_wsgi_table(quick),
+        helpers_table(quick),
+    ]

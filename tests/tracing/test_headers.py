@@ -175,6 +175,9 @@ def test_django_captures_request_and_response_headers(
 ) -> None:
     monkeypatch.setenv(REQUEST, "x-custom")
     monkeypatch.setenv(RESPONSE, "content-type")
+    from tests.support.django_site import configure
+
+    configure()
     from django.test import Client, override_settings
 
     with override_settings(

@@ -29,7 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from ffrtmp_infra.tracing import TracingMiddleware, WSGITracingMiddleware
+from ffrtmp_infra.tracing import TracingMiddleware, WSGITracingMiddleware, build_meter_provider
 from ffrtmp_infra.tracing._compat import HISTOGRAM_ADVISORY, MEASUREMENT_CONTEXT
 from ffrtmp_infra.tracing._metrics import DURATION_BUCKETS
 from tests.tracing.conftest import ratio_provider
@@ -179,6 +179,10 @@ def test_duration_uses_the_semconv_buckets(reader: InMemoryMetricReader) -> None
         # An API without bucket advice (documented): the application's MeterProvider keeps
         # the SDK defaults unless it adds a View; init_tracer's own provider adds one.
         assert tuple(point.explicit_bounds) == SDK_DEFAULT_BUCKETS
+    own = InMemoryMetricReader()  # build_meter_provider's View sets them on any release
+    asgi_client(meter_provider=build_meter_provider(metric_reader=own)).get("/items/1")
+    [point] = histogram_points(own, DURATION)
+    assert tuple(point.explicit_bounds) == DURATION_BUCKETS
 
 
 def test_metrics_are_recorded_without_a_tracer_provider(reader: InMemoryMetricReader) -> None:

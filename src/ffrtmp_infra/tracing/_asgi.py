@@ -314,7 +314,8 @@ class TracingMiddleware:
 
         response_headers = self._response_headers
         propagator = response_propagator()
-        request_context = otel_context.get_current()  # the request's span, for the propagator
+        # the request's span, for the propagator (the app may make other spans current)
+        request_context = otel_context.get_current() if propagator is not None else Context()
         if span is not None and self._request_headers is not None:
             _capture(span, self._request_headers, scope)
         active = None
