@@ -67,10 +67,15 @@ def test_the_app_serves_and_export_errors_are_rate_limited(
         stopped_in = time.monotonic() - stopping
     assert stopped_in < 1 + 1, f"{case}/{protocol}: shutdown took {stopped_in:.2f}s"
     assert max(latencies) < LATENCY_BOUND, f"{case}/{protocol}: slowest {max(latencies):.2f}s"
+    # The export path's loggers only: other SDK warnings (at OpenTelemetry 1.27, one per
+    # duplicate instrument that earlier tests' proxy meters realise on the new provider)
+    # are not export errors.
     exporter_lines = Counter(
         (r.name, r.levelno)
         for r in caplog.records
-        if r.name.startswith("opentelemetry.") and r.levelno >= logging.WARNING
+        if r.name.startswith("opentelemetry.")
+        and ".export" in r.name
+        and r.levelno >= logging.WARNING
     )
     if case == "refused":  # a line per failed export and retry, several a second unlimited
         assert exporter_lines, "the failing exports are reported"
