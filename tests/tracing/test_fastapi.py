@@ -36,11 +36,24 @@ class Recorder:
 
     def __init__(self, sample_ratio: float = 1.0) -> None:
         self.exporter = InMemorySpanExporter()
+        self.metrics = InMemoryMetricReader()  # metrics in memory too, not to localhost
         self.handle: TracingHandle = init_tracer(
             TracingConfig(service_name="fastapi-app", sample_ratio=sample_ratio),
             exporter=self.exporter,
-            metric_reader=InMemoryMetricReader(),  # metrics in memory too, not to localhost
+            metric_reader=self.metrics,
         )
+
+    def durations(self) -> dict[str, int]:
+        """Requests counted in ``http.server.request.duration``, per instrumentation scope."""
+        counted: dict[str, int] = defaultdict(int)
+        data = self.metrics.get_metrics_data()
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == "http.server.request.duration":
+                        for point in metric.data.data_points:
+                            counted[scope.scope.name] += point.count  # type: ignore[union-attr]
+        return dict(counted)
 
     def traces(self) -> dict[int, list[ReadableSpan]]:
         self.handle.force_flush()
@@ -57,11 +70,10 @@ def recorder() -> Iterator[Recorder]:
     recorder.handle.shutdown()
 
 
-def make_app(stack: str) -> FastAPI:
-    if stack == "telemetry-off" and NATIVE_TELEMETRY:
-        app = FastAPI(telemetry={"tracing": False})
-    else:
-        app = FastAPI()  # releases before native telemetry: nothing to turn off
+def make_app(stack: str, *, fastapi_metrics: bool = True, our_metrics: bool = True) -> FastAPI:
+    telemetry = {"tracing": stack != "telemetry-off", "metrics": fastapi_metrics}
+    # releases before native telemetry have nothing to turn off
+    app = FastAPI(telemetry=telemetry) if NATIVE_TELEMETRY else FastAPI()  # type: ignore[arg-type]
 
     @app.get("/items/{item_id}")
     def item(item_id: int) -> dict[str, int]:
@@ -77,7 +89,7 @@ def make_app(stack: str) -> FastAPI:
 
     if stack == "contrib-instrumentor":
         FastAPIInstrumentor.instrument_app(app)
-    app.add_middleware(TracingMiddleware)
+    app.add_middleware(TracingMiddleware, metrics=our_metrics)
     return app
 
 
@@ -192,3 +204,19 @@ def test_a_websocket_connection_is_one_trace_too(recorder: Recorder, stack: str)
     [spans] = recorder.traces().values()
     assert len(servers(spans)) == 1
     assert ours(spans).name == "WEBSOCKET /ws/{room}"
+
+
+def test_fastapi_metrics_and_ours_are_one_count_per_request_with_either_switched_off(
+    recorder: Recorder,
+) -> None:
+    """FastAPI's native telemetry records the same HTTP server metrics as the middleware
+    (when a MeterProvider is set): the documented switches keep one count per request."""
+    ours_only = make_app("telemetry-default", fastapi_metrics=False)
+    theirs_only = make_app("telemetry-default", our_metrics=False)
+    for app in (ours_only, theirs_only):
+        client = TestClient(app)
+        for item_id in (1, 2, 3):
+            assert client.get(f"/items/{item_id}").status_code == 200
+    counted = recorder.durations()
+    assert counted.get("ffrtmp_infra.tracing") == 3, counted
+    assert sum(counted.values()) == (6 if NATIVE_TELEMETRY else 3), counted
