@@ -180,8 +180,11 @@ def test_arun_ffmpeg_timeout_and_check(exporter: InMemorySpanExporter) -> None:
     assert failed.attributes["error.type"] == "subprocess.CalledProcessError"
 
 
-def _testsrc(ffmpeg: FFmpeg, seconds: float, *out: str) -> list[str]:
-    return [ffmpeg.path, "-hide_banner", "-nostdin", "-f", "lavfi", "-i",
+def _testsrc(ffmpeg: FFmpeg, seconds: float, *out: str, realtime: bool = False) -> list[str]:
+    """A tiny generated clip; ``realtime`` reads it at its own pace (``-re``), so a long one
+    really runs that long (a fast machine transcodes 600 s of 64x48 in well under a second)."""
+    pace = ["-re"] if realtime else []
+    return [ffmpeg.path, "-hide_banner", "-nostdin", *pace, "-f", "lavfi", "-i",
             f"testsrc2=size=64x48:rate=25:duration={seconds}", *out]  # fmt: skip
 
 
@@ -216,7 +219,9 @@ def test_on_start_can_stop_ffmpeg_from_another_thread(
     def stop_soon(process: subprocess.Popen[bytes]) -> None:
         threading.Timer(0.5, process.kill).start()
 
-    argv = _testsrc(ffmpeg, 600, "-f", "null", "-")  # ten minutes of video: never finishes
+    argv = _testsrc(
+        ffmpeg, 600, "-f", "null", "-", realtime=True
+    )  # ten minutes of video: never finishes
     result = run_ffmpeg(argv, on_start=stop_soon, on_progress=lambda block: None)
     assert result.returncode == -9
     [span] = exporter.get_finished_spans()
@@ -231,7 +236,7 @@ def test_a_raising_callback_kills_ffmpeg_and_raises(
         raise LookupError("the master canceled the job")
 
     with pytest.raises(LookupError, match="canceled"):
-        run_ffmpeg(_testsrc(ffmpeg, 600, "-f", "null", "-"), on_progress=refuse)
+        run_ffmpeg(_testsrc(ffmpeg, 600, "-f", "null", "-", realtime=True), on_progress=refuse)
     [span] = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
@@ -243,7 +248,9 @@ def test_streaming_timeout_kills_and_records(
 ) -> None:
     with pytest.raises(subprocess.TimeoutExpired):
         run_ffmpeg(
-            _testsrc(ffmpeg, 600, "-f", "null", "-"), on_stderr=lambda line: None, timeout=0.5
+            _testsrc(ffmpeg, 600, "-f", "null", "-", realtime=True),
+            on_stderr=lambda line: None,
+            timeout=0.5,
         )
     [span] = exporter.get_finished_spans()
     assert span.attributes is not None
